@@ -1,0 +1,365 @@
+// Package config turns one YAML file, SWARMHUB_* environment variables and
+// *_FILE secrets into one typed, validated Config.
+//
+// The struct tags are the single source of truth: `yaml` names the key (and,
+// upper-cased, its environment variable), `help` documents it, `secret` marks
+// values that may also come from a file. Keys, the README table and the
+// environment variable names are all derived from them by reflection.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole orchestrator configuration. Durations are
+// time.Duration, memory sizes ByteSize (bytes), CPUs float64.
+type Config struct {
+	Instance  string    `yaml:"instance" help:"Value of the swarmhub.instance label on every service this orchestrator manages; give each hub on one swarm its own."`
+	PublicURL string    `yaml:"public_url" help:"URL students use, e.g. https://hub.example.edu (scheme and host, no path). Empty: derived from listen.port and tls, i.e. http://localhost:8000."`
+	Listen    Listen    `yaml:"listen"`
+	TLS       TLS       `yaml:"tls"`
+	Log       Log       `yaml:"log"`
+	Redis     Redis     `yaml:"redis"`
+	Docker    Docker    `yaml:"docker"`
+	Notebook  Notebook  `yaml:"notebook"`
+	Storage   Storage   `yaml:"storage"`
+	Auth      Auth      `yaml:"auth"`
+	Session   Session   `yaml:"session"`
+	Lifecycle Lifecycle `yaml:"lifecycle"`
+}
+
+// Listen is where the orchestrator accepts HTTP(S).
+type Listen struct {
+	Address      string `yaml:"address" help:"IP address (or host name) to listen on; 0.0.0.0 is every interface."`
+	Port         int    `yaml:"port" help:"Port for the hub (HTTPS when tls is set, else HTTP)."`
+	RedirectPort int    `yaml:"redirect_port" help:"Extra plain-HTTP port that redirects to the HTTPS public URL; needs tls. 0 = off."`
+}
+
+// TLS is the certificate served directly by the orchestrator.
+type TLS struct {
+	CertFile string `yaml:"cert_file" help:"PEM certificate (chain) file. Set both cert_file and key_file to serve HTTPS, or neither for plain HTTP."`
+	KeyFile  string `yaml:"key_file" help:"PEM private key file matching cert_file."`
+}
+
+// Log controls the orchestrator's own log output.
+type Log struct {
+	Level  string `yaml:"level" help:"debug, info, warn or error."`
+	Format string `yaml:"format" help:"json or text."`
+}
+
+// Redis holds sessions, users, server records, locks and events.
+type Redis struct {
+	Address           string        `yaml:"address" help:"host:port of Redis (ignored when sentinel_addresses is set)."`
+	Password          string        `yaml:"password" secret:"true" help:"Redis password (AUTH). Secret: prefer password_file."`
+	PasswordFile      string        `yaml:"password_file" help:"File holding redis.password (e.g. a Docker secret under /run/secrets); trailing newline trimmed."`
+	DB                int           `yaml:"db" help:"Redis database number."`
+	KeyPrefix         string        `yaml:"key_prefix" help:"Prefix of every key swarmhub writes, so several hubs can share one Redis."`
+	SentinelMaster    string        `yaml:"sentinel_master" help:"Sentinel master name; set together with sentinel_addresses to use Redis Sentinel."`
+	SentinelAddresses []string      `yaml:"sentinel_addresses" help:"host:port of each Sentinel."`
+	DialTimeout       time.Duration `yaml:"dial_timeout" help:"Timeout for connecting to Redis."`
+}
+
+// Docker is how the orchestrator reaches the swarm manager's engine.
+type Docker struct {
+	Host string `yaml:"host" help:"Docker API endpoint of a swarm manager (unix:// or tcp://)."`
+}
+
+// Notebook describes every user's Jupyter server.
+type Notebook struct {
+	Image                string            `yaml:"image" help:"Image of every user's server (replaces c.DockerSpawner.image)."`
+	AllowedImages        []string          `yaml:"allowed_images" help:"Images admins may switch to at runtime; when non-empty it must contain image."`
+	MemLimit             ByteSize          `yaml:"mem_limit" help:"Memory limit per server: bytes or a size like 512M, 2G, 1.5G (binary units). 0 = no limit. Replaces c.Spawner.mem_limit."`
+	MemGuarantee         ByteSize          `yaml:"mem_guarantee" help:"Memory reserved per server (swarm reservation); at most mem_limit. Replaces c.Spawner.mem_guarantee."`
+	CPULimit             float64           `yaml:"cpu_limit" help:"CPU limit per server in cores. 0 = no limit. Replaces c.Spawner.cpu_limit."`
+	CPUGuarantee         float64           `yaml:"cpu_guarantee" help:"CPU cores reserved per server; at most cpu_limit. Replaces c.Spawner.cpu_guarantee."`
+	NotebookDir          string            `yaml:"notebook_dir" help:"Workspace path inside the server; the user's storage is mounted here."`
+	ExchangeDir          string            `yaml:"exchange_dir" help:"nbgrader exchange path inside the server (must match Exchange.root in nbgrader_config.py)."`
+	UserVolume           string            `yaml:"user_volume" help:"Name template of each user's workspace volume; must contain {username}."`
+	ExchangeVolume       string            `yaml:"exchange_volume" help:"Name of the shared nbgrader exchange volume."`
+	ServiceName          string            `yaml:"service_name" help:"Name template of each user's swarm service; must contain {username}."`
+	Network              string            `yaml:"network" help:"Attachable overlay network shared by the orchestrator and user servers."`
+	PlacementConstraints []string          `yaml:"placement_constraints" help:"Swarm placement constraints for user servers, e.g. node.role==worker."`
+	PlacementPreferences []string          `yaml:"placement_preferences" help:"Swarm placement preferences, e.g. spread=node.id."`
+	Env                  map[string]string `yaml:"env" help:"Extra environment variables for every server (replaces c.Spawner.environment)."`
+	Port                 int               `yaml:"port" help:"Port the Jupyter server listens on inside its container."`
+	StartTimeout         time.Duration     `yaml:"start_timeout" help:"How long a start may take until the server answers, before it fails (replaces c.Spawner.start_timeout)."`
+	ConcurrentSpawnLimit int               `yaml:"concurrent_spawn_limit" help:"Starts in progress at once, across all replicas; beyond it users get 429 and retry."`
+	CourseID             string            `yaml:"course_id" help:"nbgrader course id, given to servers as NBGRADER_COURSE_ID."`
+	InstructorUsers      []string          `yaml:"instructor_users" help:"Users who get the nbgrader formgrader besides admins (admins are always instructors)."`
+}
+
+// Storage is where workspaces, the exchange and archives live.
+type Storage struct {
+	Backend  string   `yaml:"backend" help:"hostpath (a directory on every node) or nfs (Docker mounts an NFS export per user)."`
+	Mount    string   `yaml:"mount" help:"Where this orchestrator sees the storage root; it creates users/NAME and archives/ there."`
+	HostPath HostPath `yaml:"hostpath"`
+	NFS      NFS      `yaml:"nfs"`
+}
+
+// HostPath is the hostpath storage backend.
+type HostPath struct {
+	Root string `yaml:"root" help:"The storage root as an absolute path on every node (a local disk or a shared filesystem mounted at the same path)."`
+}
+
+// NFS is the nfs storage backend.
+type NFS struct {
+	Server  string `yaml:"server" help:"NFS server host name or IP; required when backend is nfs."`
+	Export  string `yaml:"export" help:"Exported path of the storage root on the server, e.g. /export/swarmhub; required when backend is nfs."`
+	Options string `yaml:"options" help:"NFS mount options (addr= is added by swarmhub)."`
+}
+
+// Auth selects the authenticator and the admission policy.
+type Auth struct {
+	Authenticator   string            `yaml:"authenticator" help:"Required: ldap, or dummy (one shared password, development only). Replaces c.JupyterHub.authenticator_class."`
+	AdminUsers      []string          `yaml:"admin_users" help:"Admins (seeded into Redis at every start). Replaces c.Authenticator.admin_users."`
+	AllowedUsers    []string          `yaml:"allowed_users" help:"Users allowed to log in (seeded into Redis at every start; remove through the API). Replaces c.Authenticator.whitelist / allowed_users."`
+	BlockedUsers    []string          `yaml:"blocked_users" help:"Users never allowed, even if admin or allowed. Replaces c.Authenticator.blocked_users."`
+	AllowAll        bool              `yaml:"allow_all" help:"Admit every user the authenticator accepts. Off: only allowed users, allowed groups and admins."`
+	UsernameMap     map[string]string `yaml:"username_map" help:"Login name -> account, e.g. several instructor ids -> one admin account. Replaces c.Authenticator.username_map."`
+	UsernamePattern string            `yaml:"username_pattern" help:"Regular expression (anchored with ^ and $) every canonical username must match."`
+	AdminAccess     bool              `yaml:"admin_access" help:"Admins may open other users' servers (each access is recorded). Replaces c.JupyterHub.admin_access."`
+	Dummy           Dummy             `yaml:"dummy"`
+	Regulation      Regulation        `yaml:"regulation"`
+	LDAP            LDAP              `yaml:"ldap"`
+}
+
+// Dummy is the development authenticator: any name, one shared password.
+type Dummy struct {
+	Password     string `yaml:"password" secret:"true" help:"The shared password; required when authenticator is dummy. Secret: prefer password_file."`
+	PasswordFile string `yaml:"password_file" help:"File holding auth.dummy.password (e.g. /run/secrets/dummy-password)."`
+}
+
+// Regulation limits failed logins per user and per client address.
+type Regulation struct {
+	MaxFailures int           `yaml:"max_failures" help:"Failed logins within window that trigger a ban (per user and per client IP)."`
+	Window      time.Duration `yaml:"window" help:"Time window in which failures are counted."`
+	Ban         time.Duration `yaml:"ban" help:"How long logins are refused after too many failures, even with the right password."`
+}
+
+// LDAP configures the directory login (options as in LDAPAuthenticator).
+type LDAP struct {
+	ServerAddress           string        `yaml:"server_address" help:"Directory host name (no scheme); required for ldap. Replaces c.LDAPAuthenticator.server_address."`
+	ServerPort              int           `yaml:"server_port" help:"Directory port; 0 = 636 for ldaps, else 389."`
+	TLS                     string        `yaml:"tls" help:"ldaps, starttls or none (replaces use_ssl = True -> ldaps). Certificates are always verified."`
+	CAFile                  string        `yaml:"ca_file" help:"PEM CA bundle to verify the directory's certificate; empty = system roots."`
+	InsecureSkipVerify      bool          `yaml:"insecure_skip_verify" help:"Do not verify the directory's certificate. Dangerous; logged loudly at every start."`
+	ServerName              string        `yaml:"server_name" help:"Host name expected in the directory's certificate; empty = server_address."`
+	BindDNTemplates         []string      `yaml:"bind_dn_templates" help:"DNs tried in order to bind as the user, each with {username}. Replaces c.LDAPAuthenticator.bind_dn_template."`
+	LookupDN                bool          `yaml:"lookup_dn" help:"Find the user's DN by searching user_search_base for user_attribute, then bind as it."`
+	BindDN                  string        `yaml:"bind_dn" help:"Service account DN for lookup_dn and group searches; empty = anonymous search. Replaces lookup_dn_search_user."`
+	BindPassword            string        `yaml:"bind_password" secret:"true" help:"Password of bind_dn. Secret: prefer bind_password_file. Replaces lookup_dn_search_password."`
+	BindPasswordFile        string        `yaml:"bind_password_file" help:"File holding auth.ldap.bind_password."`
+	UserSearchBase          string        `yaml:"user_search_base" help:"Base DN of the user search; required with lookup_dn."`
+	UserAttribute           string        `yaml:"user_attribute" help:"Attribute holding the login name, e.g. uid or sAMAccountName."`
+	SearchFilter            string        `yaml:"search_filter" help:"Extra LDAP filter ANDed into the user search, e.g. (objectClass=person)."`
+	LookupDNUserDNAttribute string        `yaml:"lookup_dn_user_dn_attribute" help:"Take the canonical username from this attribute of the user's entry (e.g. cn); empty = the login name."`
+	AllowedGroups           []string      `yaml:"allowed_groups" help:"Group DNs whose members are allowed (in addition to allowed_users)."`
+	GroupSearchBase         string        `yaml:"group_search_base" help:"Base DN for group searches; empty = search each allowed group's own DN."`
+	GroupMemberAttributes   []string      `yaml:"group_member_attributes" help:"Group attributes that list members (DN for member/uniqueMember, name for memberUid)."`
+	DialTimeout             time.Duration `yaml:"dial_timeout" help:"Timeout for connecting to the directory (including TLS)."`
+	OperationTimeout        time.Duration `yaml:"operation_timeout" help:"Timeout for each bind or search."`
+}
+
+// Session controls browser sessions.
+type Session struct {
+	CookieName  string        `yaml:"cookie_name" help:"Name of the session cookie."`
+	IdleTimeout time.Duration `yaml:"idle_timeout" help:"A session ends after this long without a request."`
+	MaxLifetime time.Duration `yaml:"max_lifetime" help:"A session ends this long after login regardless of use (replaces c.JupyterHub.cookie_max_age_days; 168h = 7 days)."`
+}
+
+// Lifecycle holds the scheduled jobs.
+type Lifecycle struct {
+	Cull      Cull      `yaml:"cull"`
+	Archive   Archive   `yaml:"archive"`
+	Reconcile Reconcile `yaml:"reconcile"`
+}
+
+// Cull stops idle servers (replaces the cull-idle service).
+type Cull struct {
+	Enabled              bool          `yaml:"enabled" help:"Stop idle servers (replaces the cull-idle service)."`
+	Schedule             string        `yaml:"schedule" help:"When to look for idle servers: cron (5 fields) or @every 1m style."`
+	Timeout              time.Duration `yaml:"timeout" help:"Stop a server idle for longer than this (cull-idle --timeout)."`
+	MaxAge               time.Duration `yaml:"max_age" help:"Stop servers older than this even if active (cull-idle --max-age). 0s = off."`
+	CullAdmins           bool          `yaml:"cull_admins" help:"Cull admins' servers too."`
+	BusyKernelsAreActive bool          `yaml:"busy_kernels_are_active" help:"A kernel that is busy (running code) counts as activity."`
+	Concurrency          int           `yaml:"concurrency" help:"Servers stopped in parallel."`
+}
+
+// Archive writes every workspace to archives/DATE/NAME.tar.gz.
+type Archive struct {
+	Enabled     bool     `yaml:"enabled" help:"Archive every workspace on schedule (replaces zip -r volumes.zip ... by hand)."`
+	Schedule    string   `yaml:"schedule" help:"When to archive: cron (5 fields, e.g. 0 3 * * * = 03:00 daily) or @daily style."`
+	Concurrency int      `yaml:"concurrency" help:"Workspaces archived in parallel."`
+	Keep        int      `yaml:"keep" help:"Archive runs kept; older runs are deleted."`
+	Exclude     []string `yaml:"exclude" help:"Glob patterns of files and directories left out (matched against each name)."`
+}
+
+// Reconcile aligns Redis records with what runs on the swarm.
+type Reconcile struct {
+	Interval time.Duration `yaml:"interval" help:"How often records are reconciled with the swarm (also at startup)."`
+}
+
+// Default returns the configuration used for every key the file and the
+// environment leave unset. Its Auth.Authenticator is empty and therefore
+// invalid: the operator must choose one.
+func Default() Config {
+	return Config{
+		Instance: "swarmhub",
+		Listen:   Listen{Address: "0.0.0.0", Port: 8000},
+		Log:      Log{Level: "info", Format: "json"},
+		Redis: Redis{
+			Address:     "redis:6379",
+			KeyPrefix:   "swarmhub:",
+			DialTimeout: 5 * time.Second,
+		},
+		Docker: Docker{Host: "unix:///var/run/docker.sock"},
+		Notebook: Notebook{
+			Image:                "swarmhub/notebook:latest",
+			MemLimit:             2 * GiB,
+			MemGuarantee:         512 * MiB,
+			CPULimit:             1.0,
+			CPUGuarantee:         0.25,
+			NotebookDir:          "/home/jovyan",
+			ExchangeDir:          "/home/jovyan/.exchange",
+			UserVolume:           "jupyterhub-user-{username}",
+			ExchangeVolume:       "exchange",
+			ServiceName:          "jupyter-{username}",
+			Network:              "swarmhub-users",
+			Port:                 8888,
+			StartTimeout:         120 * time.Second,
+			ConcurrentSpawnLimit: 20,
+			CourseID:             "course101",
+		},
+		Storage: Storage{
+			Backend:  "hostpath",
+			Mount:    "/srv/swarmhub",
+			HostPath: HostPath{Root: "/srv/swarmhub"},
+			NFS:      NFS{Options: "nfsvers=4.1,rw,hard,timeo=600"},
+		},
+		Auth: Auth{
+			UsernamePattern: `^[a-z0-9][a-z0-9._-]{0,31}$`,
+			Regulation:      Regulation{MaxFailures: 3, Window: 2 * time.Minute, Ban: 5 * time.Minute},
+			LDAP: LDAP{
+				TLS:                   "ldaps",
+				UserAttribute:         "uid",
+				GroupMemberAttributes: []string{"member", "uniqueMember", "memberUid"},
+				DialTimeout:           5 * time.Second,
+				OperationTimeout:      10 * time.Second,
+			},
+		},
+		Session: Session{CookieName: "swarmhub-session", IdleTimeout: 8 * time.Hour, MaxLifetime: 168 * time.Hour},
+		Lifecycle: Lifecycle{
+			Cull: Cull{
+				Enabled: true, Schedule: "@every 1m", Timeout: 15 * time.Minute,
+				CullAdmins: true, BusyKernelsAreActive: true, Concurrency: 10,
+			},
+			Archive:   Archive{Enabled: true, Schedule: "0 3 * * *", Concurrency: 2, Keep: 7, Exclude: []string{".cache"}},
+			Reconcile: Reconcile{Interval: 30 * time.Second},
+		},
+	}
+}
+
+// TLSEnabled reports whether the orchestrator serves HTTPS itself.
+func (c Config) TLSEnabled() bool { return c.TLS.CertFile != "" || c.TLS.KeyFile != "" }
+
+// BaseURL is public_url without a trailing slash, or, when public_url is
+// empty, http(s)://localhost[:listen.port].
+func (c Config) BaseURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimSuffix(c.PublicURL, "/")
+	}
+	scheme, std := "http", 80
+	if c.TLSEnabled() {
+		scheme, std = "https", 443
+	}
+	host := "localhost"
+	if c.Listen.Port != std {
+		host = net.JoinHostPort(host, strconv.Itoa(c.Listen.Port))
+	}
+	return (&url.URL{Scheme: scheme, Host: host}).String()
+}
+
+// Port is the directory port, applying the 636/389 default for port 0.
+func (l LDAP) Port() int {
+	if l.ServerPort != 0 {
+		return l.ServerPort
+	}
+	if l.TLS == "ldaps" {
+		return 636
+	}
+	return 389
+}
+
+// Warnings lists settings that are valid but risky, for logging at start.
+func (c Config) Warnings() []string {
+	var w []string
+	if c.Auth.Authenticator == "dummy" {
+		w = append(w, "auth.authenticator is dummy: anyone who knows the one shared password can log in as any user; use it for development only")
+	}
+	if c.Auth.Authenticator == "ldap" {
+		if c.Auth.LDAP.TLS == "none" {
+			w = append(w, "auth.ldap.tls is none: passwords travel to the directory unencrypted; use ldaps or starttls")
+		}
+		if c.Auth.LDAP.InsecureSkipVerify && c.Auth.LDAP.TLS != "none" {
+			w = append(w, "auth.ldap.insecure_skip_verify is true: the directory's certificate is NOT verified, so anyone on the network path can read passwords; set ca_file instead")
+		}
+	}
+	if c.Auth.AllowAll {
+		w = append(w, "auth.allow_all is true: every user the authenticator accepts may log in and start a server")
+	}
+	if c.PublicURL == "" {
+		w = append(w, fmt.Sprintf("public_url is not set; links and redirects use %s", c.BaseURL()))
+	}
+	blocked := map[string]bool{}
+	for _, u := range c.Auth.BlockedUsers {
+		blocked[canonical(u)] = true
+	}
+	for _, u := range c.Auth.AdminUsers {
+		if blocked[canonical(u)] {
+			w = append(w, fmt.Sprintf("auth.admin_users: %q is also in auth.blocked_users and will be refused", u))
+		}
+	}
+	return w
+}
+
+// Redacted returns a copy with every secret replaced, safe to log or print.
+func (c Config) Redacted() Config {
+	out := c
+	v := reflect.ValueOf(&out).Elem()
+	for _, f := range leafFields() {
+		if f.secret {
+			fv := v.FieldByIndex(f.index)
+			if fv.String() != "" {
+				fv.SetString("REDACTED")
+			}
+		}
+	}
+	// Slices and maps share backing storage with c; copy them so a caller
+	// editing the redacted copy cannot change the original.
+	for _, f := range leafFields() {
+		fv := v.FieldByIndex(f.index)
+		switch fv.Kind() {
+		case reflect.Slice:
+			if !fv.IsNil() {
+				fv.Set(reflect.AppendSlice(reflect.MakeSlice(fv.Type(), 0, fv.Len()), fv))
+			}
+		case reflect.Map:
+			if !fv.IsNil() {
+				m := reflect.MakeMapWithSize(fv.Type(), fv.Len())
+				for _, k := range fv.MapKeys() {
+					m.SetMapIndex(k, fv.MapIndex(k))
+				}
+				fv.Set(m)
+			}
+		}
+	}
+	return out
+}
+
+func canonical(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
