@@ -1,0 +1,172 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+)
+
+func newRegulator(o auth.RegulationOptions) (*auth.Regulator, *clock, *memCounter) {
+	clk := &clock{t: time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC)}
+	c := newMemCounter(clk.Now)
+	return auth.NewRegulator(c, o), clk, c
+}
+
+func fail(t *testing.T, r *auth.Regulator, user, ip string, n int) {
+	t.Helper()
+	for range n {
+		if err := r.Failed(context.Background(), user, ip); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRegulatorDefaults(t *testing.T) {
+	r, clk, _ := newRegulator(auth.RegulationOptions{}) // 3 in 2 min → 5 min ban
+	ctx := context.Background()
+	fail(t, r, "alice", "192.0.2.1", 2)
+	if err := r.Allowed(ctx, "alice", "192.0.2.1"); err != nil {
+		t.Fatalf("after 2 failures: %v", err)
+	}
+	fail(t, r, "alice", "192.0.2.1", 1)
+	err := r.Allowed(ctx, "alice", "192.0.2.9")
+	var ban *auth.BanError
+	if !errors.As(err, &ban) || !errors.Is(err, auth.ErrBanned) || ban.Subject != "user" || ban.RetryAfter != 5*time.Minute {
+		t.Fatalf("after 3 failures: %v (%+v), want a 5-minute user ban", err, ban)
+	}
+	clk.Advance(5*time.Minute - time.Second)
+	if err := r.Allowed(ctx, "alice", "192.0.2.9"); !errors.Is(err, auth.ErrBanned) {
+		t.Fatalf("just before the ban ends: %v", err)
+	}
+	clk.Advance(time.Second)
+	if err := r.Allowed(ctx, "alice", "192.0.2.9"); err != nil {
+		t.Fatalf("after the ban: %v", err)
+	}
+}
+
+func TestRegulatorWindow(t *testing.T) {
+	r, clk, _ := newRegulator(auth.RegulationOptions{MaxFailures: 3, Window: 2 * time.Minute, Ban: 5 * time.Minute})
+	fail(t, r, "alice", "", 2)
+	clk.Advance(2 * time.Minute) // the first two age out
+	fail(t, r, "alice", "", 2)
+	if err := r.Allowed(context.Background(), "alice", ""); err != nil {
+		t.Fatalf("failures spread over two windows banned: %v", err)
+	}
+}
+
+func TestRegulatorSuccessResetsUser(t *testing.T) {
+	r, _, _ := newRegulator(auth.RegulationOptions{MaxFailures: 3})
+	ctx := context.Background()
+	fail(t, r, "alice", "192.0.2.1", 2)
+	if err := r.Succeeded(ctx, "alice", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	fail(t, r, "alice", "192.0.2.1", 2)
+	if err := r.Allowed(ctx, "alice", "192.0.2.1"); err != nil {
+		t.Fatalf("2+2 failures around a success: %v", err)
+	}
+	fail(t, r, "alice", "192.0.2.1", 1)
+	if err := r.Allowed(ctx, "alice", "192.0.2.1"); !errors.Is(err, auth.ErrBanned) {
+		t.Fatalf("3 failures after the success: %v", err)
+	}
+}
+
+// One address trying many names is stopped at 10×MaxFailures by default,
+// while other addresses and the names themselves are unaffected.
+func TestRegulatorPerAddress(t *testing.T) {
+	r, _, _ := newRegulator(auth.RegulationOptions{MaxFailures: 3})
+	ctx := context.Background()
+	for i := range 30 {
+		user := "guess" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		if err := r.Allowed(ctx, user, "198.51.100.7"); err != nil {
+			t.Fatalf("attempt %d refused early: %v", i+1, err)
+		}
+		fail(t, r, user, "198.51.100.7", 1)
+	}
+	var ban *auth.BanError
+	if err := r.Allowed(ctx, "fresh", "198.51.100.7"); !errors.As(err, &ban) || ban.Subject != "address" {
+		t.Fatalf("31st attempt from the address: %v, want an address ban", err)
+	}
+	if err := r.Allowed(ctx, "fresh", "198.51.100.8"); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+}
+
+// Keys stay short whatever is typed, so a flood of long unique names cannot
+// blow up key sizes (their number is bounded by the TTLs in Redis).
+func TestRegulatorKeysAreBounded(t *testing.T) {
+	r, _, c := newRegulator(auth.RegulationOptions{MaxFailures: 1})
+	fail(t, r, strings.Repeat("x", 100000), "2001:db8::1", 1)
+	fail(t, r, "Alice\x00*)(", "", 1)
+	fail(t, r, "alice", "", 1)
+	keys := c.keys()
+	if len(keys) != 7 { // fail+ban for 3 users, fail for the address (limit 10)
+		t.Errorf("keys = %q", keys)
+	}
+	for _, k := range keys {
+		if len(k) > 100 || strings.ContainsAny(k, "\x00*() ") {
+			t.Errorf("key %q is not short and printable", k)
+		}
+	}
+	for _, want := range []string{"login:fail:user:alice", "login:fail:ip:2001:db8::1"} {
+		found := false
+		for _, k := range keys {
+			found = found || k == want
+		}
+		if !found {
+			t.Errorf("no key %q in %q", want, keys)
+		}
+	}
+}
+
+// The store is the Counter used in production.
+var _ auth.Counter = (*store.Store)(nil)
+
+// The same rules against the real store on a real Redis; every key it leaves
+// behind expires, which is what bounds memory under a flood of unique names.
+func TestRegulatorWithRedisStore(t *testing.T) {
+	rdb := testenv.RedisClient(t)
+	st := store.New(rdb, "regtest")
+	r := auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: 3, Window: 2 * time.Minute, Ban: 5 * time.Minute})
+	ctx := context.Background()
+
+	fail(t, r, "alice", "192.0.2.1", 2)
+	if err := r.Succeeded(ctx, "alice", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	fail(t, r, "alice", "192.0.2.1", 2)
+	if err := r.Allowed(ctx, "alice", "192.0.2.1"); err != nil {
+		t.Fatalf("2+2 failures around a success: %v", err)
+	}
+	fail(t, r, "alice", "192.0.2.1", 1)
+	var ban *auth.BanError
+	if err := r.Allowed(ctx, "alice", "192.0.2.1"); !errors.As(err, &ban) || ban.RetryAfter <= 0 || ban.RetryAfter > 5*time.Minute {
+		t.Fatalf("after 3 failures: %v", err)
+	}
+	for i := range 200 {
+		fail(t, r, fmt.Sprintf("flood-%d-%s", i, strings.Repeat("x", i)), "", 1)
+	}
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) < 200 {
+		t.Fatalf("only %d keys: the flood was not counted", len(keys))
+	}
+	for _, k := range keys {
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 || ttl > 5*time.Minute {
+			t.Errorf("key %q has TTL %s, want one within the window or ban", k, ttl)
+		}
+	}
+}
