@@ -1,0 +1,349 @@
+// Package spawner runs one Docker Swarm service per user: it builds the
+// service spec, creates and removes services, follows a spawn until the
+// server answers, and tells the proxy where a running server lives.
+//
+// It is the only package that talks to Docker about user servers.
+package spawner
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/swarm"
+)
+
+// Labels on every user service, its container and its volumes.
+const (
+	LabelUser     = "swarmhub.user"
+	LabelManaged  = "swarmhub.managed"
+	LabelInstance = "swarmhub.instance"
+	LabelVolume   = "swarmhub.volume"
+)
+
+// Environment of the server start contract (CONTRACTS.md).
+const (
+	EnvUser       = "JUPYTERHUB_USER"
+	EnvToken      = "JUPYTER_TOKEN"
+	EnvBaseURL    = "SWARMHUB_BASE_URL"
+	EnvNotebook   = "NOTEBOOK_DIR"
+	EnvPort       = "SWARMHUB_PORT"
+	EnvInstructor = "SWARMHUB_INSTRUCTOR"
+	EnvCourseID   = "NBGRADER_COURSE_ID"
+)
+
+// Defaults applied by BuildSpec when an Options field is empty.
+const (
+	DefaultInstance    = "swarmhub"
+	DefaultNotebookDir = "/home/jovyan"
+	DefaultPort        = 8888
+)
+
+// Storage backends.
+const (
+	BackendHostPath = "hostpath"
+	BackendNFS      = "nfs"
+)
+
+// contractEnv are the variables the spawner owns; extra env may not set them.
+var contractEnv = map[string]bool{
+	EnvUser: true, EnvToken: true, EnvBaseURL: true, EnvNotebook: true,
+	EnvPort: true, EnvInstructor: true, EnvCourseID: true,
+}
+
+// Request is what differs between two users' services.
+type Request struct {
+	User        string // canonical username
+	ServiceName string
+	VolumeName  string
+	Token       string // fresh per start
+	Image       string
+	Instructor  bool
+}
+
+// Storage says where workspaces live and how a node mounts them.
+type Storage struct {
+	Backend    string // "hostpath" or "nfs"
+	HostRoot   string // hostpath: the storage root as seen by every node
+	NFSServer  string // nfs: server address
+	NFSExport  string // nfs: exported storage root, e.g. /srv/swarmhub
+	NFSOptions string // nfs: extra mount options after addr=, e.g. "rw,nfsvers=4"
+}
+
+// Options is the part of the spec that comes from configuration.
+type Options struct {
+	Network        string // attachable overlay network shared with the orchestrator
+	NotebookDir    string // default /home/jovyan
+	ExchangeDir    string // empty: no exchange mount
+	ExchangeVolume string // volume name of the shared nbgrader exchange
+	CPULimit       float64
+	CPUGuarantee   float64
+	MemLimit       int64 // bytes
+	MemGuarantee   int64 // bytes
+	Storage        Storage
+	Constraints    []string
+	Preferences    []string // "spread=node.labels.x"
+	Env            map[string]string
+	Port           int    // default 8888
+	CourseID       string // NBGRADER_COURSE_ID
+	Instance       string // swarmhub.instance label; default "swarmhub"
+}
+
+// BaseURL is the path prefix a user's server is served under.
+func BaseURL(user string) string { return "/user/" + user + "/" }
+
+// BuildSpec returns the service spec for one user's server. It is pure:
+// the same input always gives the same spec, with env, mounts and
+// constraints in a stable order.
+func BuildSpec(r Request, o Options) (swarm.ServiceSpec, error) {
+	if err := checkRequest(r); err != nil {
+		return swarm.ServiceSpec{}, err
+	}
+	if o.Network == "" {
+		return swarm.ServiceSpec{}, errors.New("spawner: network is required: user servers must share an overlay network with the orchestrator")
+	}
+	instance := or(o.Instance, DefaultInstance)
+	notebookDir := or(o.NotebookDir, DefaultNotebookDir)
+	port := o.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	if port < 1 || port > 65535 {
+		return swarm.ServiceSpec{}, fmt.Errorf("spawner: port %d is out of range 1-65535", port)
+	}
+
+	env, err := buildEnv(r, o, notebookDir, port)
+	if err != nil {
+		return swarm.ServiceSpec{}, err
+	}
+	resources, err := buildResources(o)
+	if err != nil {
+		return swarm.ServiceSpec{}, err
+	}
+	mounts, err := buildMounts(r, o, notebookDir, instance)
+	if err != nil {
+		return swarm.ServiceSpec{}, err
+	}
+	prefs, err := buildPreferences(o.Preferences)
+	if err != nil {
+		return swarm.ServiceSpec{}, err
+	}
+
+	labels := map[string]string{
+		LabelUser:     r.User,
+		LabelManaged:  "true",
+		LabelInstance: instance,
+	}
+	var placement *swarm.Placement
+	if len(o.Constraints) > 0 || len(prefs) > 0 {
+		placement = &swarm.Placement{Preferences: prefs}
+		if len(o.Constraints) > 0 {
+			placement.Constraints = append([]string(nil), o.Constraints...)
+			sort.Strings(placement.Constraints)
+		}
+	}
+	replicas := uint64(1)
+	maxAttempts := uint64(3)
+	restartDelay := 5 * time.Second
+	grace := 10 * time.Second
+
+	return swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: r.ServiceName, Labels: labels},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{
+				Image:           r.Image,
+				Labels:          copyMap(labels),
+				Env:             env,
+				Mounts:          mounts,
+				StopGracePeriod: &grace,
+			},
+			Resources: resources,
+			RestartPolicy: &swarm.RestartPolicy{
+				Condition:   swarm.RestartPolicyConditionOnFailure,
+				Delay:       &restartDelay,
+				MaxAttempts: &maxAttempts,
+			},
+			Placement: placement,
+			Networks:  []swarm.NetworkAttachmentConfig{{Target: o.Network}},
+		},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
+	}, nil
+}
+
+func checkRequest(r Request) error {
+	for _, f := range []struct{ name, v string }{
+		{"user", r.User}, {"service name", r.ServiceName}, {"volume name", r.VolumeName},
+		{"token", r.Token}, {"image", r.Image},
+	} {
+		if f.v == "" {
+			return fmt.Errorf("spawner: %s is required", f.name)
+		}
+	}
+	if r.User == "." || r.User == ".." || strings.ContainsAny(r.User, "/\x00 ") {
+		return fmt.Errorf("spawner: username %q cannot be used as a directory name", r.User)
+	}
+	return nil
+}
+
+func buildEnv(r Request, o Options, notebookDir string, port int) ([]string, error) {
+	instructor := "0"
+	if r.Instructor {
+		instructor = "1"
+	}
+	vars := map[string]string{
+		EnvUser:       r.User,
+		EnvToken:      r.Token,
+		EnvBaseURL:    BaseURL(r.User),
+		EnvNotebook:   notebookDir,
+		EnvPort:       strconv.Itoa(port),
+		EnvInstructor: instructor,
+	}
+	if o.CourseID != "" {
+		vars[EnvCourseID] = o.CourseID
+	}
+	for k, v := range o.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, fmt.Errorf("spawner: env name %q is invalid", k)
+		}
+		if contractEnv[k] {
+			return nil, fmt.Errorf("spawner: env %s is set by swarmhub and cannot be overridden in the extra environment", k)
+		}
+		vars[k] = v
+	}
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env, nil
+}
+
+func buildResources(o Options) (*swarm.ResourceRequirements, error) {
+	if o.CPULimit < 0 || o.CPUGuarantee < 0 || o.MemLimit < 0 || o.MemGuarantee < 0 {
+		return nil, errors.New("spawner: cpu and memory limits and guarantees must not be negative")
+	}
+	if o.CPULimit > 0 && o.CPUGuarantee > o.CPULimit {
+		return nil, fmt.Errorf("spawner: cpu_guarantee %g exceeds cpu_limit %g", o.CPUGuarantee, o.CPULimit)
+	}
+	if o.MemLimit > 0 && o.MemGuarantee > o.MemLimit {
+		return nil, fmt.Errorf("spawner: mem_guarantee %d exceeds mem_limit %d", o.MemGuarantee, o.MemLimit)
+	}
+	var res swarm.ResourceRequirements
+	if o.CPULimit > 0 || o.MemLimit > 0 {
+		res.Limits = &swarm.Limit{NanoCPUs: nanoCPUs(o.CPULimit), MemoryBytes: o.MemLimit}
+	}
+	if o.CPUGuarantee > 0 || o.MemGuarantee > 0 {
+		res.Reservations = &swarm.Resources{NanoCPUs: nanoCPUs(o.CPUGuarantee), MemoryBytes: o.MemGuarantee}
+	}
+	if res.Limits == nil && res.Reservations == nil {
+		return nil, nil
+	}
+	return &res, nil
+}
+
+func nanoCPUs(cpus float64) int64 { return int64(math.Round(cpus * 1e9)) }
+
+func buildMounts(r Request, o Options, notebookDir, instance string) ([]mount.Mount, error) {
+	if !path.IsAbs(notebookDir) {
+		return nil, fmt.Errorf("spawner: notebook_dir %q must be an absolute path", notebookDir)
+	}
+	userDrv, err := driverConfig(o.Storage, "users/"+r.User)
+	if err != nil {
+		return nil, err
+	}
+	mounts := []mount.Mount{{
+		Type:   mount.TypeVolume,
+		Source: r.VolumeName,
+		Target: notebookDir,
+		VolumeOptions: &mount.VolumeOptions{
+			Labels:       map[string]string{LabelManaged: "true", LabelInstance: instance, LabelUser: r.User, LabelVolume: "user"},
+			DriverConfig: userDrv,
+		},
+	}}
+	if o.ExchangeDir != "" {
+		if !path.IsAbs(o.ExchangeDir) {
+			return nil, fmt.Errorf("spawner: exchange_dir %q must be an absolute path", o.ExchangeDir)
+		}
+		if o.ExchangeVolume == "" {
+			return nil, errors.New("spawner: exchange volume name is required when exchange_dir is set")
+		}
+		exDrv, err := driverConfig(o.Storage, "exchange")
+		if err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, mount.Mount{
+			Type:   mount.TypeVolume,
+			Source: o.ExchangeVolume,
+			Target: o.ExchangeDir,
+			VolumeOptions: &mount.VolumeOptions{
+				Labels:       map[string]string{LabelManaged: "true", LabelInstance: instance, LabelVolume: "exchange"},
+				DriverConfig: exDrv,
+			},
+		})
+	}
+	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Target < mounts[j].Target })
+	return mounts, nil
+}
+
+// driverConfig points a local-driver volume at rel (relative to the storage root).
+func driverConfig(s Storage, rel string) (*mount.Driver, error) {
+	switch s.Backend {
+	case BackendHostPath, "":
+		if s.HostRoot == "" || !path.IsAbs(s.HostRoot) {
+			return nil, fmt.Errorf("spawner: storage.hostpath root %q must be an absolute path", s.HostRoot)
+		}
+		return &mount.Driver{Name: "local", Options: map[string]string{
+			"type": "none", "o": "bind", "device": path.Join(s.HostRoot, rel),
+		}}, nil
+	case BackendNFS:
+		if s.NFSServer == "" || s.NFSExport == "" {
+			return nil, errors.New("spawner: storage.nfs needs both server and export")
+		}
+		if !path.IsAbs(s.NFSExport) {
+			return nil, fmt.Errorf("spawner: storage.nfs export %q must be an absolute path", s.NFSExport)
+		}
+		o := "addr=" + s.NFSServer
+		if s.NFSOptions != "" {
+			o += "," + s.NFSOptions
+		}
+		return &mount.Driver{Name: "local", Options: map[string]string{
+			"type": "nfs", "o": o, "device": ":" + path.Join(s.NFSExport, rel),
+		}}, nil
+	default:
+		return nil, fmt.Errorf("spawner: storage backend %q is unknown (want %q or %q)", s.Backend, BackendHostPath, BackendNFS)
+	}
+}
+
+func buildPreferences(prefs []string) ([]swarm.PlacementPreference, error) {
+	var out []swarm.PlacementPreference
+	for _, p := range prefs {
+		kind, desc, ok := strings.Cut(p, "=")
+		if !ok || kind != "spread" || desc == "" {
+			return nil, fmt.Errorf("spawner: placement preference %q is invalid (want spread=node.labels.NAME)", p)
+		}
+		out = append(out, swarm.PlacementPreference{Spread: &swarm.SpreadOver{SpreadDescriptor: desc}})
+	}
+	return out, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,149 @@
+package spawner_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current output")
+
+func baseRequest() spawner.Request {
+	return spawner.Request{
+		User:        "alice",
+		ServiceName: "jupyter-alice",
+		VolumeName:  "jupyterhub-user-alice",
+		Token:       "0123456789abcdef",
+		Image:       "swarmhub/notebook:dev",
+	}
+}
+
+func baseOptions() spawner.Options {
+	return spawner.Options{
+		Network:        "swarmhub-users",
+		NotebookDir:    "/home/jovyan",
+		ExchangeDir:    "/home/jovyan/.exchange",
+		ExchangeVolume: "exchange",
+		Storage:        spawner.Storage{Backend: "hostpath", HostRoot: "/srv/swarmhub"},
+		CourseID:       "course101",
+	}
+}
+
+func TestBuildSpecGolden(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		req  func(*spawner.Request)
+		opt  func(*spawner.Options)
+	}{
+		{name: "defaults_hostpath"},
+		{name: "nfs", opt: func(o *spawner.Options) {
+			o.Storage = spawner.Storage{Backend: "nfs", NFSServer: "10.0.0.2", NFSExport: "/export/swarmhub", NFSOptions: "rw,nfsvers=4.1,soft"}
+		}},
+		{name: "instructor", req: func(r *spawner.Request) { r.Instructor = true; r.User = "prof.x"; r.ServiceName = "jupyter-prof-2ex" }},
+		{name: "resources", opt: func(o *spawner.Options) {
+			o.CPULimit, o.CPUGuarantee = 2, 0.25
+			o.MemLimit, o.MemGuarantee = 2<<30, 512<<20
+		}},
+		{name: "constraints", opt: func(o *spawner.Options) {
+			o.Constraints = []string{"node.role==worker", "node.labels.jupyter==true"}
+			o.Preferences = []string{"spread=node.labels.rack"}
+			o.Instance = "course-a"
+		}},
+		{name: "sorted_env", opt: func(o *spawner.Options) {
+			o.Env = map[string]string{"ZED": "last", "AAA": "first", "TZ": "Europe/Berlin", "EMPTY": ""}
+			o.Port = 9999
+			o.ExchangeDir = "" // no exchange mount
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, o := baseRequest(), baseOptions()
+			if tt.req != nil {
+				tt.req(&r)
+			}
+			if tt.opt != nil {
+				tt.opt(&o)
+			}
+			spec, err := spawner.BuildSpec(r, o)
+			if err != nil {
+				t.Fatalf("BuildSpec: %v", err)
+			}
+			got, err := json.MarshalIndent(spec, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			golden := filepath.Join("testdata", tt.name+".golden.json")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("read golden file (run with -update to create it): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("spec differs from %s (run with -update if the change is intended):\n%s", golden, got)
+			}
+			// Pure: a second build gives the same bytes.
+			again, _ := spawner.BuildSpec(r, o)
+			if b, _ := json.MarshalIndent(again, "", "  "); !bytes.Equal(append(b, '\n'), got) {
+				t.Error("BuildSpec is not deterministic")
+			}
+		})
+	}
+}
+
+func TestBuildSpecErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		req     func(*spawner.Request)
+		opt     func(*spawner.Options)
+		wantErr string
+	}{
+		{name: "extra env overrides the token", opt: func(o *spawner.Options) { o.Env = map[string]string{"JUPYTER_TOKEN": "x"} }, wantErr: "JUPYTER_TOKEN"},
+		{name: "extra env overrides the user", opt: func(o *spawner.Options) { o.Env = map[string]string{"JUPYTERHUB_USER": "bob"} }, wantErr: "JUPYTERHUB_USER"},
+		{name: "env name with equals sign", opt: func(o *spawner.Options) { o.Env = map[string]string{"A=B": "x"} }, wantErr: "invalid"},
+		{name: "missing network", opt: func(o *spawner.Options) { o.Network = "" }, wantErr: "network"},
+		{name: "missing token", req: func(r *spawner.Request) { r.Token = "" }, wantErr: "token"},
+		{name: "missing image", req: func(r *spawner.Request) { r.Image = "" }, wantErr: "image"},
+		{name: "username with slash", req: func(r *spawner.Request) { r.User = "../etc" }, wantErr: "directory"},
+		{name: "unknown backend", opt: func(o *spawner.Options) { o.Storage.Backend = "s3" }, wantErr: "s3"},
+		{name: "relative host root", opt: func(o *spawner.Options) { o.Storage.HostRoot = "srv" }, wantErr: "absolute"},
+		{name: "nfs without export", opt: func(o *spawner.Options) { o.Storage = spawner.Storage{Backend: "nfs", NFSServer: "nfs"} }, wantErr: "export"},
+		{name: "guarantee above limit", opt: func(o *spawner.Options) { o.MemLimit, o.MemGuarantee = 1<<30, 2<<30 }, wantErr: "mem_guarantee"},
+		{name: "negative cpu", opt: func(o *spawner.Options) { o.CPULimit = -1 }, wantErr: "negative"},
+		{name: "bad preference", opt: func(o *spawner.Options) { o.Preferences = []string{"pack=node.labels.x"} }, wantErr: "spread="},
+		{name: "relative notebook dir", opt: func(o *spawner.Options) { o.NotebookDir = "home" }, wantErr: "notebook_dir"},
+		{name: "exchange without volume", opt: func(o *spawner.Options) { o.ExchangeVolume = "" }, wantErr: "exchange"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, o := baseRequest(), baseOptions()
+			if tt.req != nil {
+				tt.req(&r)
+			}
+			if tt.opt != nil {
+				tt.opt(&o)
+			}
+			_, err := spawner.BuildSpec(r, o)
+			if err == nil {
+				t.Fatalf("BuildSpec succeeded, want an error mentioning %q", tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %q does not mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}
