@@ -1,0 +1,440 @@
+// Package proxy forwards /user/NAME/... (HTTP and websockets) to NAME's
+// Jupyter server. It decides who may pass, injects the server's token, keeps
+// the hub's own cookie away from user servers and counts activity, all
+// without a Redis or Docker call per request: identities and addresses come
+// from caches owned by the caller.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Identity is who a request belongs to, as the web layer's session and token
+// cache says.
+type Identity struct {
+	User  string
+	Admin bool
+	Via   string // "session" | "token"
+}
+
+// Identifier names the user behind a request. Implementations cache: the
+// proxy calls it on every request.
+type Identifier interface {
+	Identify(r *http.Request) (Identity, bool)
+}
+
+// Resolver finds a user's running server. Target is cached by the
+// implementation; Forget drops the cached address after a failed connection.
+type Resolver interface {
+	Target(ctx context.Context, user string) (addr, token string, err error)
+	Forget(user string)
+}
+
+// ActivityRecorder counts activity per user in memory.
+type ActivityRecorder interface{ Touch(user string) }
+
+// AccessRecorder records an admin reaching another user's server.
+type AccessRecorder interface{ AdminAccess(admin, user string) }
+
+// Options configure a Proxy.
+type Options struct {
+	AdminAccess bool   // admins may open every user's server
+	CookieName  string // the hub's session cookie, never sent upstream
+	HubPrefix   string // default "/hub/"
+	Logger      *slog.Logger
+	Transport   http.RoundTripper // default: a pooled transport for user servers
+	// ErrNotRunning is the Resolver's sentinel for "this user's server is
+	// not running"; matched with errors.Is.
+	ErrNotRunning error
+	Clock         func() time.Time // default time.Now
+}
+
+// accessEvery bounds admin_access events to one per admin and user.
+const accessEvery = time.Minute
+
+// Proxy is the http.Handler for /user/.
+type Proxy struct {
+	id   Identifier
+	res  Resolver
+	act  ActivityRecorder
+	acc  AccessRecorder
+	o    Options
+	log  *slog.Logger
+	now  func() time.Time
+	rp   *httputil.ReverseProxy
+	ws   registry
+	seen accessLog
+}
+
+type noActivity struct{}
+
+func (noActivity) Touch(string) {}
+
+type noAccess struct{}
+
+func (noAccess) AdminAccess(string, string) {}
+
+// New builds a Proxy. act and acc may be nil.
+func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, o Options) *Proxy {
+	if o.HubPrefix == "" {
+		o.HubPrefix = "/hub/"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Transport == nil {
+		o.Transport = NewTransport()
+	}
+	if act == nil {
+		act = noActivity{}
+	}
+	if acc == nil {
+		acc = noAccess{}
+	}
+	p := &Proxy{id: id, res: res, act: act, acc: acc, o: o, log: o.Logger, now: o.Clock}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      o.Transport,
+		FlushInterval:  -1, // Jupyter streams (event streams, long polls): pass bytes on as they come
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+		BufferPool:     bufferPool{},
+	}
+	return p
+}
+
+// NewTransport returns the transport New uses by default: plain HTTP/1.1 to
+// user servers on the overlay network, with enough idle connections per
+// server that a class's worth of browser tabs never waits for a dial.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second, // a server that does not accept in 5 s is gone; Forget and re-resolve
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		// No ResponseHeaderTimeout: Jupyter legitimately takes long before
+		// answering (nbconvert exports, large saves, kernel restarts); a
+		// client that gives up cancels the request through its context.
+		ExpectContinueTimeout: time.Second,
+		// Pass the browser's Accept-Encoding through instead of having the
+		// transport ask for gzip and unpack it again.
+		DisableCompression: true,
+		ForceAttemptHTTP2:  false,
+	}
+}
+
+// upstream is the per-request state handed from ServeHTTP to the
+// ReverseProxy callbacks through the request context.
+type upstream struct {
+	in      *http.Request // inbound request carrying this state, for the retry
+	server  string
+	addr    string
+	token   string
+	retried bool
+	ww      wsWriter // used only for upgrade requests
+}
+
+type ctxKey struct{}
+
+func upstreamOf(r *http.Request) *upstream {
+	st, _ := r.Context().Value(ctxKey{}).(*upstream)
+	return st
+}
+
+// ServeHTTP routes, authorises and forwards one request under /user/.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	escaped := r.URL.EscapedPath()
+	name, rest, ok := ParseUserPath(escaped)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "bad request path")
+		return
+	}
+	// One spelling per server: lower case, canonically escaped, with the
+	// trailing slash Jupyter's base_url needs. Nothing is revealed by this.
+	seg := escaped[len(userPrefix) : len(escaped)-len(rest)]
+	if canon := url.PathEscape(strings.ToLower(name)); canon != seg || rest == "" {
+		if rest == "" {
+			rest = "/"
+		}
+		p.redirect(w, r, userPrefix+canon+rest+querySuffix(r))
+		return
+	}
+
+	who, ok := p.id.Identify(r)
+	switch {
+	case !ok:
+		if isNavigation(r) {
+			p.redirect(w, r, p.o.HubPrefix+"login?next="+url.QueryEscape(escaped+querySuffix(r)))
+			return
+		}
+		writeError(w, http.StatusUnauthorized, "authentication required: log in at "+p.o.HubPrefix+"login or send an API token")
+		return
+	case who.User == name:
+	case who.Admin && p.o.AdminAccess:
+		if p.seen.first(who.User, name, p.now()) {
+			p.acc.AdminAccess(who.User, name)
+		}
+	default:
+		writeError(w, http.StatusForbidden, "you may not access the server of "+name)
+		return
+	}
+
+	addr, token, err := p.res.Target(r.Context(), name)
+	if err != nil {
+		p.targetError(w, r, name, rest, err)
+		return
+	}
+	p.act.Touch(name)
+
+	st := &upstream{server: name, addr: addr, token: token}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
+	st.in = r
+	if r.Header.Get("Upgrade") != "" {
+		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, server: name}
+		w = &st.ww
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+// targetError answers a request whose server cannot be resolved.
+func (p *Proxy) targetError(w http.ResponseWriter, r *http.Request, name, rest string, err error) {
+	switch {
+	case r.Context().Err() != nil:
+		w.WriteHeader(499) // client gone; nobody reads a body
+	case p.o.ErrNotRunning != nil && errors.Is(err, p.o.ErrNotRunning):
+		isAPI := strings.HasPrefix(rest, "/api/") || rest == "/api"
+		if !isAPI && (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Upgrade") == "" {
+			p.redirect(w, r, p.o.HubPrefix+"spawn-pending/"+url.PathEscape(name)+
+				"?next="+url.QueryEscape(r.URL.EscapedPath()+querySuffix(r)))
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable,
+			name+"'s server is not running; start it from "+p.o.HubPrefix+"home")
+	default:
+		p.log.Warn("cannot resolve user server", "user", name, "err", err)
+		writeError(w, http.StatusBadGateway, name+"'s server cannot be reached; try again or restart it from "+p.o.HubPrefix+"home")
+	}
+}
+
+// rewrite shapes the upstream request. The path is kept as it is: Jupyter
+// runs with base_url /user/NAME/.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := upstreamOf(pr.In)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = st.addr
+	// Keep the browser's Host: Jupyter compares a websocket's Origin with
+	// Host and refuses the upgrade when they differ (as CHP does, too).
+	pr.Out.Host = pr.In.Host
+	pr.SetXForwarded()
+	h := pr.Out.Header
+	// The client's Authorization (maybe a hub API token) is not for the user
+	// server; the server's own token is.
+	if v := h["Authorization"]; len(v) > 0 {
+		v[0] = "token " + st.token // reuse the clone's slice
+		h["Authorization"] = v[:1]
+	} else {
+		h["Authorization"] = []string{"token " + st.token}
+	}
+	stripCookie(h, p.o.CookieName)
+}
+
+// stripCookie removes the cookie called name from the Cookie header(s) and
+// keeps every other cookie (Jupyter's _xsrf must pass).
+func stripCookie(h http.Header, name string) {
+	lines := h["Cookie"]
+	if name == "" || len(lines) == 0 {
+		return
+	}
+	found := false
+	for _, l := range lines {
+		if containsFold(l, name) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var b strings.Builder
+	for _, line := range lines {
+		b.Grow(len(line))
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			n, _, _ := strings.Cut(part, "=")
+			if strings.EqualFold(strings.TrimSpace(n), name) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
+		}
+	}
+	if b.Len() == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	// h is the outbound clone: its value slices are its own to reuse.
+	lines[0] = b.String()
+	h["Cookie"] = lines[:1]
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// modifyResponse drops any Set-Cookie by which a user server would overwrite
+// the hub's session cookie: all servers share the hub's origin.
+func (p *Proxy) modifyResponse(res *http.Response) error {
+	sc := res.Header["Set-Cookie"]
+	if len(sc) == 0 || p.o.CookieName == "" {
+		return nil
+	}
+	kept := sc[:0]
+	for _, v := range sc {
+		n, _, _ := strings.Cut(v, "=")
+		if strings.EqualFold(strings.TrimSpace(n), p.o.CookieName) {
+			if st := upstreamOf(res.Request); st != nil {
+				p.log.Warn("dropped a user server's attempt to set the hub cookie", "user", st.server)
+			}
+			continue
+		}
+		kept = append(kept, v)
+	}
+	if len(kept) == 0 {
+		delete(res.Header, "Set-Cookie")
+	} else {
+		res.Header["Set-Cookie"] = kept
+	}
+	return nil
+}
+
+// errorHandler maps a failed upstream exchange to a status. A failed dial
+// means the server moved or restarted: the cached address is dropped and the
+// request tried once more against a fresh one (nothing reached the old
+// address, so this is safe for every method).
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := upstreamOf(r)
+	if ww, ok := w.(*wsWriter); ok && ww.hijacked {
+		return // the connection belongs to the websocket copy now
+	}
+	name := ""
+	if st != nil {
+		name = st.server
+	}
+	var op *net.OpError
+	dial := errors.As(err, &op) && op.Op == "dial"
+	if dial && st != nil {
+		p.res.Forget(name)
+		if !st.retried && r.Context().Err() == nil {
+			st.retried = true
+			addr, token, terr := p.res.Target(st.in.Context(), name)
+			if terr != nil {
+				_, rest, _ := ParseUserPath(st.in.URL.EscapedPath())
+				p.targetError(w, st.in, name, rest, terr)
+				return
+			}
+			st.addr, st.token = addr, token
+			p.rp.ServeHTTP(w, st.in)
+			return
+		}
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled) || r.Context().Err() == context.Canceled:
+		w.WriteHeader(499) // client gone; nobody reads a body
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		p.log.Warn("user server timed out", "user", name, "err", err)
+		writeError(w, http.StatusGatewayTimeout, name+"'s server did not answer in time")
+	default:
+		p.log.Warn("user server failed", "user", name, "err", err)
+		writeError(w, http.StatusBadGateway, name+"'s server cannot be reached; try again or restart it from "+p.o.HubPrefix+"home")
+	}
+}
+
+// redirect answers 302 for GET and HEAD and 307 otherwise, so that a
+// redirected POST keeps its method and body.
+func (p *Proxy) redirect(w http.ResponseWriter, r *http.Request, location string) {
+	code := http.StatusFound
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		code = http.StatusTemporaryRedirect
+	}
+	w.Header().Set("Location", location)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+}
+
+func querySuffix(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return "?" + r.URL.RawQuery
+}
+
+// isNavigation reports whether a browser is loading a page, which should
+// lead to the login form rather than a JSON error.
+func isNavigation(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		r.Header.Get("Upgrade") == "" &&
+		strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// accessLog remembers when each admin last reached each user's server, so
+// that admin_access events are recorded at most once per minute per pair.
+type accessLog struct {
+	mu   sync.Mutex
+	last map[[2]string]time.Time
+}
+
+func (a *accessLog) first(admin, user string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.last == nil {
+		a.last = make(map[[2]string]time.Time)
+	}
+	k := [2]string{admin, user}
+	if t, ok := a.last[k]; ok && now.Sub(t) < accessEvery {
+		return false
+	}
+	if len(a.last) >= 1024 { // keep the map small: forget pairs past their minute
+		for k, t := range a.last {
+			if now.Sub(t) >= accessEvery {
+				delete(a.last, k)
+			}
+		}
+	}
+	a.last[k] = now
+	return true
+}
+
+// bufferPool reuses ReverseProxy's copy buffers across requests.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
