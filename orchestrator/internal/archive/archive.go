@@ -1,0 +1,443 @@
+// Package archive streams students' workspaces into checksummed tar.gz
+// archives under the storage root, keeps a number of runs, and restores a
+// workspace from one of them.
+//
+// Layout under Options.Root:
+//
+//	users/NAME/                        workspaces
+//	archives/RUN/NAME.tar.gz           one archive per user and run
+//	archives/RUN/NAME.tar.gz.sha256    "<hex>  NAME.tar.gz\n" (sha256sum -c)
+//	archives/RUN/manifest.json         written last: a run is complete only with it
+//
+// RUN is the UTC start time, 2006-01-02T150405Z, with "-N" appended when
+// several runs start within the same second.
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RunLayout is the time layout of a run id.
+const RunLayout = "2006-01-02T150405Z"
+
+const (
+	manifestName  = "manifest.json"
+	partialSuffix = ".partial"
+	archiveSuffix = ".tar.gz"
+	sumSuffix     = ".sha256"
+)
+
+var (
+	// ErrInvalidName is returned for run or user names that are not plain
+	// names (empty, "..", containing "/", ...).
+	ErrInvalidName = errors.New("invalid name")
+	// ErrNotFound is returned when a run or an archive does not exist.
+	ErrNotFound = errors.New("archive not found")
+	// ErrExists is returned by Restore when the destination exists and
+	// overwrite was not requested.
+	ErrExists = errors.New("restore destination exists")
+	// ErrChecksum is returned by Restore when an archive does not match its
+	// .sha256 file.
+	ErrChecksum = errors.New("archive checksum mismatch")
+	// ErrDiskFull marks a failure caused by a full storage volume.
+	ErrDiskFull = errors.New("storage is full")
+)
+
+var runRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{6}Z(-\d{1,4})?$`)
+
+// Options configures an Archiver.
+type Options struct {
+	// Root is the storage mount holding users/ and archives/.
+	Root string
+	// Exclude lists path.Match globs, matched against the path relative to
+	// the workspace and against each of its elements. ".cache" is always
+	// excluded.
+	Exclude []string
+	// Concurrency bounds how many workspaces Run archives at once (default 2).
+	Concurrency int
+	// Keep is how many complete runs retention keeps; <= 0 keeps all.
+	Keep int
+	// Clock defaults to time.Now.
+	Clock  func() time.Time
+	Logger *slog.Logger
+}
+
+// Archiver writes, lists, serves and restores archives.
+type Archiver struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex      // serialises run-id allocation
+	active map[string]bool // runs this process is writing; never cleaned up
+
+	// test hooks (export_test.go)
+	inputHook  func(rel string, r io.Reader) io.Reader
+	outputHook func(w io.Writer) io.Writer
+}
+
+// New returns an Archiver. Root must be set.
+func New(o Options) (*Archiver, error) {
+	if o.Root == "" {
+		return nil, errors.New("archive: Options.Root is empty")
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("archive: root %q: %w", o.Root, err)
+	}
+	o.Root = root
+	if o.Concurrency <= 0 {
+		o.Concurrency = 2
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !slices.Contains(o.Exclude, ".cache") {
+		o.Exclude = append(slices.Clone(o.Exclude), ".cache")
+	}
+	for _, p := range o.Exclude {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("archive: exclude pattern %q: %w", p, err)
+		}
+	}
+	return &Archiver{opts: o, log: o.Logger, active: map[string]bool{}}, nil
+}
+
+// Entry is the result of archiving one workspace.
+type Entry struct {
+	User   string `json:"user"`
+	File   string `json:"file,omitempty"`   // NAME.tar.gz, relative to the run directory
+	Size   int64  `json:"size"`             // compressed bytes
+	SHA256 string `json:"sha256,omitempty"` // of the .tar.gz
+	Files  int    `json:"files"`            // entries in the archive
+	Bytes  int64  `json:"bytes"`            // uncompressed file content
+	Error  string `json:"error,omitempty"`
+}
+
+// Manifest describes one run; it is written as manifest.json.
+type Manifest struct {
+	Run      string    `json:"run"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Duration float64   `json:"duration"` // seconds
+	// Full is true for scheduled runs over all users and false for "archive
+	// this user now"; retention counts only full runs.
+	Full    bool    `json:"full"`
+	Entries []Entry `json:"entries"`
+}
+
+// Errors counts entries that failed.
+func (m Manifest) Errors() int {
+	n := 0
+	for _, e := range m.Entries {
+		if e.Error != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// ValidUser reports whether user is safe as a file name: the same hard
+// rules identity enforces, checked again here because names reach this
+// package from URLs.
+func ValidUser(user string) bool {
+	if user == "" || len(user) > 255 || user == "." || user == ".." || strings.HasPrefix(user, ".") {
+		return false
+	}
+	return !strings.ContainsAny(user, "/\\\x00 \t\n")
+}
+
+// ValidRun reports whether run has the shape of a run id.
+func ValidRun(run string) bool { return runRe.MatchString(run) }
+
+func (a *Archiver) userDir(user string) string {
+	return filepath.Join(a.opts.Root, "users", user)
+}
+
+func (a *Archiver) archivesDir() string { return filepath.Join(a.opts.Root, "archives") }
+
+func (a *Archiver) runDir(run string) string { return filepath.Join(a.archivesDir(), run) }
+
+func checkNames(run, user string) error {
+	if !ValidRun(run) {
+		return fmt.Errorf("run %q: %w", run, ErrInvalidName)
+	}
+	if !ValidUser(user) {
+		return fmt.Errorf("user %q: %w", user, ErrInvalidName)
+	}
+	return nil
+}
+
+// ArchiveUser writes archives/RUN/USER.tar.gz and its .sha256. The archive
+// appears under its final name only once complete and synced; on any failure
+// (including ctx cancellation) the partial file is removed and an earlier
+// archive is left as it was.
+func (a *Archiver) ArchiveUser(ctx context.Context, run, user string) (Entry, error) {
+	e := Entry{User: user}
+	if err := checkNames(run, user); err != nil {
+		return e, err
+	}
+	dir := a.runDir(run)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return e, diskErr(fmt.Errorf("create run directory: %w", err))
+	}
+	final := filepath.Join(dir, user+archiveSuffix)
+	partial := final + partialSuffix
+
+	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return e, diskErr(fmt.Errorf("create %s: %w", partial, err))
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(partial)
+		}
+	}()
+
+	h := sha256.New()
+	cw := &countWriter{w: f}
+	var out io.Writer = cw
+	if a.outputHook != nil {
+		out = a.outputHook(out)
+	}
+	st, err := a.writeTar(ctx, io.MultiWriter(out, h), user)
+	if err != nil {
+		return e, diskErr(fmt.Errorf("archive workspace of %q: %w", user, err))
+	}
+	if err := f.Sync(); err != nil {
+		return e, diskErr(fmt.Errorf("sync %s: %w", partial, err))
+	}
+	if err := f.Close(); err != nil {
+		return e, diskErr(fmt.Errorf("close %s: %w", partial, err))
+	}
+	if err := ctx.Err(); err != nil {
+		return e, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if err := os.Rename(partial, final); err != nil {
+		return e, fmt.Errorf("rename %s: %w", partial, err)
+	}
+	ok = true
+	line := fmt.Sprintf("%s  %s\n", sum, user+archiveSuffix)
+	if err := writeFileAtomic(final+sumSuffix, []byte(line), 0o640); err != nil {
+		// Without a checksum the archive cannot be restored; drop it so the
+		// run reports a clean failure.
+		os.Remove(final)
+		return e, diskErr(fmt.Errorf("write checksum of %q: %w", user, err))
+	}
+	syncDir(dir)
+	e.File = user + archiveSuffix
+	e.Size = cw.n
+	e.SHA256 = sum
+	e.Files = st.Files
+	e.Bytes = st.Bytes
+	return e, nil
+}
+
+// diskErr marks ENOSPC and EDQUOT failures with ErrDiskFull so callers and
+// admins see "storage is full" rather than a bare errno.
+func diskErr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
+	}
+	return err
+}
+
+// Run archives every user in users into a new run directory with bounded
+// concurrency, writes manifest.json, then applies retention. Failures of
+// single users are recorded in the manifest and summarised in the returned
+// error; the run still completes. A cancelled ctx leaves the run incomplete
+// (no manifest) and removes nothing else.
+func (a *Archiver) Run(ctx context.Context, users []string) (Manifest, error) {
+	return a.run(ctx, users, true)
+}
+
+// ArchiveNow archives one user in a run of its own, for the admin API. Such
+// runs do not count towards retention.
+func (a *Archiver) ArchiveNow(ctx context.Context, user string) (Manifest, error) {
+	if !ValidUser(user) {
+		return Manifest{}, fmt.Errorf("user %q: %w", user, ErrInvalidName)
+	}
+	return a.run(ctx, []string{user}, false)
+}
+
+func (a *Archiver) run(ctx context.Context, users []string, full bool) (Manifest, error) {
+	if full {
+		a.removeStale(ctx)
+	}
+	run, started, err := a.newRun()
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer func() {
+		a.mu.Lock()
+		delete(a.active, run)
+		a.mu.Unlock()
+	}()
+	m := Manifest{Run: run, Started: started, Full: full, Entries: make([]Entry, len(users))}
+	a.log.Info("archive run started", "run", run, "users", len(users))
+
+	sem := make(chan struct{}, a.opts.Concurrency)
+	var wg sync.WaitGroup
+	for i, u := range users {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			e, err := a.ArchiveUser(ctx, run, u)
+			if err != nil {
+				e.Error = err.Error()
+				if ctx.Err() == nil {
+					a.log.Error("archive failed", "run", run, "user", u, "err", err)
+				}
+			} else {
+				a.log.Debug("archived", "run", run, "user", u, "size", e.Size, "files", e.Files)
+			}
+			m.Entries[i] = e
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		a.log.Warn("archive run interrupted; it stays incomplete and earlier runs are untouched", "run", run)
+		return m, fmt.Errorf("archive run %s interrupted: %w", run, err)
+	}
+	m.Finished = a.opts.Clock().UTC()
+	m.Duration = m.Finished.Sub(m.Started).Seconds()
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return m, err
+	}
+	if err := writeFileAtomic(filepath.Join(a.runDir(run), manifestName), append(data, '\n'), 0o640); err != nil {
+		return m, diskErr(fmt.Errorf("write manifest of run %s: %w", run, err))
+	}
+	syncDir(a.runDir(run))
+	a.log.Info("archive run finished", "run", run, "users", len(users), "errors", m.Errors(), "seconds", m.Duration)
+	if err := a.retain(ctx); err != nil {
+		a.log.Error("archive retention", "err", err)
+	}
+	if n := m.Errors(); n > 0 {
+		var errs []error
+		for _, e := range m.Entries {
+			if e.Error != "" {
+				errs = append(errs, fmt.Errorf("%s: %s", e.User, e.Error))
+			}
+		}
+		return m, fmt.Errorf("archive run %s: %d of %d workspaces failed: %w", run, n, len(users), errors.Join(errs...))
+	}
+	return m, nil
+}
+
+// newRun allocates a fresh run directory named after the current UTC second.
+func (a *Archiver) newRun() (string, time.Time, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.opts.Clock().UTC()
+	base := now.Format(RunLayout)
+	if err := os.MkdirAll(a.archivesDir(), 0o750); err != nil {
+		return "", now, diskErr(fmt.Errorf("create archives directory: %w", err))
+	}
+	for i := 1; i < 10000; i++ {
+		run := base
+		if i > 1 {
+			run = fmt.Sprintf("%s-%d", base, i)
+		}
+		err := os.Mkdir(a.runDir(run), 0o750)
+		if err == nil {
+			a.active[run] = true
+			return run, now, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", now, diskErr(fmt.Errorf("create run directory: %w", err))
+		}
+	}
+	return "", now, fmt.Errorf("too many archive runs in second %s", base)
+}
+
+// writeFileAtomic writes data to a temporary file, syncs it, and renames it
+// over name, so readers see the old or the new content, never a mix.
+func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
+	tmp := name + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// StreamWorkspace writes the user's workspace as tar.gz to w, with the same
+// excludes as archives and without a temporary file (a student's own
+// download).
+func (a *Archiver) StreamWorkspace(ctx context.Context, w io.Writer, user string) error {
+	if !ValidUser(user) {
+		return fmt.Errorf("user %q: %w", user, ErrInvalidName)
+	}
+	_, err := a.writeTar(ctx, w, user)
+	return err
+}
+
+// Open returns the archive of user in run, with its size.
+func (a *Archiver) Open(run, user string) (io.ReadCloser, int64, error) {
+	if err := checkNames(run, user); err != nil {
+		return nil, 0, err
+	}
+	name := filepath.Join(a.runDir(run), user+archiveSuffix)
+	fi, err := os.Lstat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, fmt.Errorf("run %s, user %s: %w", run, user, ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("run %s, user %s: not a regular file: %w", run, user, ErrNotFound)
+	}
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}

@@ -1,0 +1,251 @@
+package archive
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+)
+
+// compressionLevel is gzip.BestSpeed. BenchmarkArchive (25 MB random + 25 MB
+// notebook-like text, 2 vCPU): BestSpeed 190 MB/s at ratio 0.5055, the
+// default level 26 MB/s at 0.5048, `tar czf` 16 MB/s at 0.5048. Nightly runs
+// over hundreds of workspaces are CPU-bound; 0.1% more bytes is cheap.
+const compressionLevel = gzip.BestSpeed
+
+// stats counts what one tar stream contained.
+type stats struct {
+	Files int   // entries written (files, directories, symlinks)
+	Bytes int64 // uncompressed file content
+}
+
+// writeTar streams the workspace of user as tar.gz into w. Every file is
+// opened through an os.Root with O_NOFOLLOW, so a student who swaps a file for
+// a symlink while the archive runs cannot make the orchestrator read anything
+// outside the workspace.
+func (a *Archiver) writeTar(ctx context.Context, w io.Writer, user string) (stats, error) {
+	var st stats
+	dir := a.userDir(user)
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return st, fmt.Errorf("workspace of %q: %w", user, err)
+	}
+	if !fi.IsDir() {
+		return st, fmt.Errorf("workspace of %q: %s is not a directory", user, dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return st, fmt.Errorf("open workspace of %q: %w", user, err)
+	}
+	defer root.Close()
+
+	gz, err := gzip.NewWriterLevel(w, compressionLevel)
+	if err != nil {
+		return st, err
+	}
+	tw := tar.NewWriter(gz)
+	buf := make([]byte, 256<<10)
+
+	walkErr := fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if rel == "." {
+				return err
+			}
+			// A file vanishing under a running server is normal; keep going.
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("read %s: %w", rel, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		if a.excluded(rel) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", rel, err)
+		}
+		switch mode := info.Mode(); {
+		case mode.IsDir():
+			st.Files++
+			return tw.WriteHeader(header(rel+"/", tar.TypeDir, info, 0, ""))
+		case mode&fs.ModeSymlink != 0:
+			target, err := root.Readlink(rel)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("readlink %s: %w", rel, err)
+			}
+			st.Files++
+			return tw.WriteHeader(header(rel, tar.TypeSymlink, info, 0, target))
+		case mode.IsRegular():
+			n, err := a.writeFile(ctx, tw, root, rel, buf)
+			if err != nil {
+				return err
+			}
+			st.Files++
+			st.Bytes += n
+			return nil
+		default:
+			// Sockets, FIFOs and devices have no content worth keeping.
+			a.log.Debug("archive: skipping special file", "user", user, "path", rel, "mode", mode.String())
+			return nil
+		}
+	})
+	if walkErr != nil {
+		return st, walkErr
+	}
+	if err := tw.Close(); err != nil {
+		return st, err
+	}
+	if err := gz.Close(); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+func (a *Archiver) writeFile(ctx context.Context, tw *tar.Writer, root *os.Root, rel string, buf []byte) (int64, error) {
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		// ELOOP: the file became a symlink since the directory was read.
+		if errors.Is(err, syscall.ELOOP) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("open %s: %w", rel, err)
+	}
+	defer f.Close()
+	// Describe what was opened, not what the directory listing said.
+	info, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", rel, err)
+	}
+	if !info.Mode().IsRegular() {
+		return 0, nil
+	}
+	size := info.Size()
+	if err := tw.WriteHeader(header(rel, tar.TypeReg, info, size, "")); err != nil {
+		return 0, err
+	}
+	var r io.Reader = &ctxReader{ctx: ctx, r: f}
+	if a.inputHook != nil {
+		r = a.inputHook(rel, r)
+	}
+	n, err := io.CopyBuffer(tw, io.LimitReader(r, size), buf)
+	if err != nil {
+		return n, fmt.Errorf("archive %s: %w", rel, err)
+	}
+	if n < size {
+		// The file shrank while being read: the header promised size bytes,
+		// so pad with zeros and say so rather than fail the whole archive.
+		a.log.Warn("archive: file shrank while being archived; padded with zeros", "path", rel, "want", size, "got", n)
+		if _, err := io.CopyBuffer(tw, io.LimitReader(zeroReader{}, size-n), buf); err != nil {
+			return n, fmt.Errorf("archive %s: %w", rel, err)
+		}
+	}
+	return size, nil
+}
+
+// header builds a PAX header by hand: tar.FileInfoHeader looks user names up
+// in /etc/passwd and rounds mtimes to whole seconds, and a restore must give
+// back the exact mtime.
+func header(name string, typ byte, info fs.FileInfo, size int64, link string) *tar.Header {
+	h := &tar.Header{
+		Typeflag: typ,
+		Name:     name,
+		Linkname: link,
+		Size:     size,
+		Mode:     int64(info.Mode().Perm()),
+		ModTime:  info.ModTime(),
+		Format:   tar.FormatPAX,
+	}
+	if info.Mode()&fs.ModeSetuid != 0 {
+		h.Mode |= 0o4000
+	}
+	if info.Mode()&fs.ModeSetgid != 0 {
+		h.Mode |= 0o2000
+	}
+	if info.Mode()&fs.ModeSticky != 0 {
+		h.Mode |= 0o1000
+	}
+	if sys, ok := info.Sys().(*syscall.Stat_t); ok {
+		h.Uid = int(sys.Uid)
+		h.Gid = int(sys.Gid)
+	}
+	// PAX stores sub-second mtimes; whole seconds keep plain USTAR headers.
+	if h.ModTime.Nanosecond() == 0 {
+		h.Format = tar.FormatUnknown
+	}
+	return h
+}
+
+// excluded reports whether rel (slash-separated, relative to the workspace)
+// matches an exclude pattern, as a whole or in any of its elements.
+func (a *Archiver) excluded(rel string) bool {
+	elems := strings.Split(rel, "/")
+	for _, p := range a.opts.Exclude {
+		if ok, _ := path.Match(p, rel); ok {
+			return true
+		}
+		for _, e := range elems {
+			if ok, _ := path.Match(p, e); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ctxReader stops a copy between two reads once ctx is cancelled, so a large
+// file does not finish streaming after a shutdown.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// countWriter counts bytes that reached the underlying writer.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
