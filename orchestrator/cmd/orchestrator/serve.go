@@ -1,0 +1,422 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/activity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
+)
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	ho := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, ho))
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+func newRedis(cfg config.Config) redis.UniversalClient {
+	addrs := []string{cfg.Redis.Address}
+	if len(cfg.Redis.SentinelAddresses) > 0 {
+		addrs = cfg.Redis.SentinelAddresses
+	}
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:       addrs,
+		MasterName:  cfg.Redis.SentinelMaster,
+		Password:    cfg.Redis.Password,
+		DB:          cfg.Redis.DB,
+		DialTimeout: cfg.Redis.DialTimeout,
+		// Short timeouts: a hung Redis must turn into a clear 503, not a
+		// request that hangs until the browser gives up.
+		ReadTimeout:  3 * time.Second,
+		WriteTimeout: 3 * time.Second,
+		// Progress streams hold a connection while they block; a lecture
+		// start opens many at once.
+		PoolSize: 256,
+	})
+}
+
+// serve runs the hub until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+	log := newLogger(cfg, stdout)
+	slog.SetDefault(log)
+	log.Info("starting swarmhub orchestrator", "version", version, "instance", cfg.Instance, "authenticator", cfg.Auth.Authenticator)
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration: " + w)
+	}
+	for _, v := range config.UnknownEnv(os.Environ()) {
+		log.Warn("environment variable matches no configuration key; ignored", "variable", v)
+	}
+
+	namer, err := identity.New(identity.Options{
+		Pattern: cfg.Auth.UsernamePattern, UsernameMap: cfg.Auth.UsernameMap,
+		ServiceTemplate: cfg.Notebook.ServiceName, VolumeTemplate: cfg.Notebook.UserVolume,
+	})
+	if err != nil {
+		return fmt.Errorf("username settings: %w", err)
+	}
+
+	rdb := newRedis(cfg)
+	defer rdb.Close()
+	st := store.New(rdb, cfg.Redis.KeyPrefix)
+
+	docker, err := client.NewClientWithOpts(client.WithHost(cfg.Docker.Host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client for %s: %w", cfg.Docker.Host, err)
+	}
+	defer docker.Close()
+
+	authn, err := newAuthenticator(cfg, namer, log)
+	if err != nil {
+		return err
+	}
+	if err := seedUsers(ctx, st, namer, cfg, log); err != nil {
+		// Redis may come up after us; seeding is retried by the reconcile
+		// loop below, so starting is not blocked on it.
+		log.Warn("seeding users from the configuration failed; will retry", "err", err)
+	}
+
+	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
+		Spec:         specOptions(cfg),
+		Image:        cfg.Notebook.Image,
+		Namer:        namer,
+		StorageMount: cfg.Storage.Mount,
+		StartTimeout: cfg.Notebook.StartTimeout,
+		SpawnLimit:   cfg.Notebook.ConcurrentSpawnLimit,
+	}, log.With("component", "spawner"))
+
+	act := activity.New(st, log)
+	sessions := web.NewSessionCache(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
+	access := &accessEvents{st: st, log: log}
+	px := proxy.New(identifier{sessions}, mgr, act, access, proxy.Options{
+		AdminAccess:   cfg.Auth.AdminAccess,
+		CookieName:    cfg.Session.CookieName,
+		Logger:        log.With("component", "proxy"),
+		ErrNotRunning: spawner.ErrNotRunning,
+	})
+
+	secure := cfg.TLS.CertFile != "" || strings.HasPrefix(cfg.PublicURL, "https://")
+	srv := web.New(web.Options{
+		Version:         version,
+		PublicURL:       cfg.PublicURL,
+		CookieName:      cfg.Session.CookieName,
+		SecureCookies:   secure,
+		TLS:             cfg.TLS.CertFile != "",
+		SessionIdle:     cfg.Session.IdleTimeout,
+		SessionMax:      cfg.Session.MaxLifetime,
+		AdminAccess:     cfg.Auth.AdminAccess,
+		AllowedImages:   append([]string{cfg.Notebook.Image}, cfg.Notebook.AllowedImages...),
+		InstructorUsers: canonicalList(namer, cfg.Notebook.InstructorUsers),
+		Logger:          log.With("component", "web"),
+		Checks: map[string]web.Checker{
+			"redis":  checkFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
+			"docker": checkFunc(func(ctx context.Context) error { _, err := docker.Ping(ctx); return err }),
+			"auth":   authn,
+		},
+	}, web.Deps{
+		Store:     st,
+		Auth:      authn,
+		Policy:    auth.NewPolicy(policyLists{st}, cfg.Auth.AllowAll),
+		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: cfg.Auth.Regulation.MaxFailures, Window: cfg.Auth.Regulation.Window, Ban: cfg.Auth.Regulation.Ban}),
+		Namer:     namer,
+		Servers:   mgr,
+		Proxy:     px,
+		Sessions:  sessions,
+	})
+
+	// Listen before serving so a taken port fails now, with its address.
+	addr := net.JoinHostPort(cfg.Listen.Address, strconv.Itoa(cfg.Listen.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (listen.address/listen.port): %w", addr, err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	bg, stopBg := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	goBg := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	goBg(func() { act.Run(bg, 5*time.Second) })
+	goBg(func() { watchRevocations(bg, st, srv, log) })
+	goBg(func() { reseedLoop(bg, st, namer, cfg, log) })
+
+	errc := make(chan error, 2)
+	go func() {
+		log.Info("listening", "address", addr, "tls", cfg.TLS.CertFile != "", "public_url", cfg.PublicURL)
+		if cfg.TLS.CertFile != "" {
+			errc <- hs.ServeTLS(ln, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	var redirect *http.Server
+	if cfg.TLS.CertFile != "" && cfg.Listen.RedirectPort > 0 {
+		raddr := net.JoinHostPort(cfg.Listen.Address, strconv.Itoa(cfg.Listen.RedirectPort))
+		rln, err := net.Listen("tcp", raddr)
+		if err != nil {
+			_ = ln.Close()
+			stopBg()
+			return fmt.Errorf("listen on %s (listen.redirect_port): %w", raddr, err)
+		}
+		redirect = &http.Server{Handler: httpsRedirect(cfg.PublicURL), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- redirect.Serve(rln) }()
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-errc:
+		log.Error("server stopped", "err", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_ = px.Shutdown(sctx)
+	_ = hs.Shutdown(sctx)
+	if redirect != nil {
+		_ = redirect.Shutdown(sctx)
+	}
+	stopBg()
+	wg.Wait()
+	_ = mgr.Wait(sctx)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+func specOptions(cfg config.Config) spawner.Options {
+	n := cfg.Notebook
+	return spawner.Options{
+		Network:        n.Network,
+		NotebookDir:    n.NotebookDir,
+		ExchangeDir:    n.ExchangeDir,
+		ExchangeVolume: n.ExchangeVolume,
+		CPULimit:       n.CPULimit,
+		CPUGuarantee:   n.CPUGuarantee,
+		MemLimit:       int64(n.MemLimit),
+		MemGuarantee:   int64(n.MemGuarantee),
+		Storage: spawner.Storage{
+			Backend:    cfg.Storage.Backend,
+			HostRoot:   cfg.Storage.HostPath.Root,
+			NFSServer:  cfg.Storage.NFS.Server,
+			NFSExport:  cfg.Storage.NFS.Export,
+			NFSOptions: cfg.Storage.NFS.Options,
+		},
+		Constraints: n.PlacementConstraints,
+		Preferences: n.PlacementPreferences,
+		Env:         n.Env,
+		Port:        n.Port,
+		CourseID:    n.CourseID,
+		Instance:    cfg.Instance,
+	}
+}
+
+func newAuthenticator(cfg config.Config, namer *identity.Namer, log *slog.Logger) (auth.Authenticator, error) {
+	switch cfg.Auth.Authenticator {
+	case "dummy":
+		return auth.NewDummy(cfg.Auth.Dummy.Password, namer, log), nil
+	case "ldap":
+		l := cfg.Auth.LDAP
+		a, err := auth.NewLDAP(auth.LDAPOptions{
+			ServerAddress: l.ServerAddress, ServerPort: l.ServerPort, TLS: l.TLS, CAFile: l.CAFile,
+			InsecureSkipVerify: l.InsecureSkipVerify, ServerName: l.ServerName, BindDNTemplates: l.BindDNTemplates,
+			LookupDN: l.LookupDN, BindDN: l.BindDN, BindPassword: l.BindPassword, UserSearchBase: l.UserSearchBase,
+			UserAttribute: l.UserAttribute, SearchFilter: l.SearchFilter, LookupDNUserDNAttribute: l.LookupDNUserDNAttribute,
+			AllowedGroups: l.AllowedGroups, GroupSearchBase: l.GroupSearchBase, GroupMemberAttributes: l.GroupMemberAttributes,
+			DialTimeout: l.DialTimeout, OperationTimeout: l.OperationTimeout,
+		}, namer, log.With("component", "ldap"))
+		if err != nil {
+			return nil, fmt.Errorf("auth.ldap: %w", err)
+		}
+		return a, nil
+	default:
+		return nil, fmt.Errorf("auth.authenticator %q is not supported (use ldap or dummy)", cfg.Auth.Authenticator)
+	}
+}
+
+type checkFunc func(ctx context.Context) error
+
+func (f checkFunc) Check(ctx context.Context) error { return f(ctx) }
+
+// identifier adapts the web session cache to the proxy's interface.
+type identifier struct{ c *web.SessionCache }
+
+func (i identifier) Identify(r *http.Request) (proxy.Identity, bool) {
+	id, ok := i.c.Identify(r)
+	return proxy.Identity{User: id.User, Admin: id.Admin, Via: id.Via}, ok
+}
+
+// accessEvents records an admin opening someone else's server.
+type accessEvents struct {
+	st  *store.Store
+	log *slog.Logger
+}
+
+func (a *accessEvents) AdminAccess(admin, user string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := a.st.AddEvent(ctx, store.Event{Time: time.Now().UTC(), Kind: "admin-access", User: user, Actor: admin,
+		Message: admin + " opened " + user + "'s server"}); err != nil {
+		a.log.Warn("recording admin access", "err", err)
+	}
+}
+
+// policyLists answers the admission policy from the user records in Redis.
+type policyLists struct{ st *store.Store }
+
+func (p policyLists) lookup(ctx context.Context, user string) (store.User, bool, error) {
+	u, err := p.st.GetUser(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return u, false, nil
+	}
+	return u, err == nil, err
+}
+
+func (p policyLists) IsBlocked(ctx context.Context, user string) (bool, error) {
+	u, ok, err := p.lookup(ctx, user)
+	return ok && u.Blocked, err
+}
+
+func (p policyLists) IsAllowed(ctx context.Context, user string) (bool, error) {
+	u, ok, err := p.lookup(ctx, user)
+	return ok && u.Allowed, err
+}
+
+func (p policyLists) IsAdmin(ctx context.Context, user string) (bool, error) {
+	u, ok, err := p.lookup(ctx, user)
+	return ok && u.Admin, err
+}
+
+func canonicalList(n *identity.Namer, in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, raw := range in {
+		if c, err := n.Canonical(raw); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// seedUsers merges the configured lists into Redis: entries are added or
+// flagged, never removed (removal is an API call, so a restart never undoes
+// an admin's change).
+func seedUsers(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.Config, log *slog.Logger) error {
+	type flags struct{ admin, allowed, blocked bool }
+	want := map[string]*flags{}
+	add := func(list []string, key string, set func(*flags)) error {
+		for _, raw := range list {
+			c, err := n.Canonical(raw)
+			if err != nil {
+				return fmt.Errorf("auth.%s: %q: %w", key, raw, err)
+			}
+			if want[c] == nil {
+				want[c] = &flags{}
+			}
+			set(want[c])
+		}
+		return nil
+	}
+	if err := add(cfg.Auth.AdminUsers, "admin_users", func(f *flags) { f.admin, f.allowed = true, true }); err != nil {
+		return err
+	}
+	if err := add(cfg.Auth.AllowedUsers, "allowed_users", func(f *flags) { f.allowed = true }); err != nil {
+		return err
+	}
+	if err := add(cfg.Auth.BlockedUsers, "blocked_users", func(f *flags) { f.blocked = true }); err != nil {
+		return err
+	}
+	for name, f := range want {
+		u, err := st.GetUser(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			u = store.User{Name: name, Created: time.Now().UTC()}
+		} else if err != nil {
+			return err
+		}
+		before := u
+		u.Admin = u.Admin || f.admin
+		u.Allowed = u.Allowed || f.allowed
+		u.Blocked = u.Blocked || f.blocked
+		if u != before || before.Created.IsZero() {
+			if err := st.PutUser(ctx, u); err != nil {
+				return err
+			}
+		}
+	}
+	log.Info("users seeded from configuration", "count", len(want))
+	return nil
+}
+
+// reseedLoop retries seeding until it succeeds once (Redis may start after
+// the orchestrator in a fresh stack).
+func reseedLoop(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.Config, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		if err := seedUsers(ctx, st, n, cfg, log); err == nil {
+			return
+		}
+	}
+}
+
+// watchRevocations drops cached sessions and websockets of users revoked on
+// any replica.
+func watchRevocations(ctx context.Context, st *store.Store, srv *web.Server, log *slog.Logger) {
+	for ctx.Err() == nil {
+		ch, closeSub := st.SubscribeRevoke(ctx)
+		for user := range ch {
+			srv.DropLocal(user)
+		}
+		closeSub()
+		log.Warn("revocation subscription ended; resubscribing")
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// httpsRedirect sends plain-HTTP visitors to the public HTTPS URL.
+func httpsRedirect(public string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base := strings.TrimSuffix(public, "/")
+		if base == "" || !strings.HasPrefix(base, "https://") {
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				host = r.Host
+			}
+			base = "https://" + host
+		}
+		http.Redirect(w, r, base+r.URL.RequestURI(), http.StatusMovedPermanently)
+	})
+}

@@ -1,0 +1,268 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// browser is an HTTP client that behaves like a student's browser: a cookie
+// jar, the login form with its _xsrf field, and the page's xsrf token for
+// API calls.
+type browser struct {
+	t    testing.TB
+	base string
+	c    *http.Client
+	xsrf string
+	user string
+}
+
+func newBrowser(t testing.TB, base string) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 60 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+var (
+	hiddenXSRF = regexp.MustCompile(`name="_xsrf" value="([^"]+)"`)
+	metaXSRF   = regexp.MustCompile(`<meta name="xsrf" content="([^"]+)"`)
+)
+
+func (b *browser) get(path string) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, b.base+path, nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// login fills in the real form and returns the final status.
+func (b *browser) login(user, password string) int {
+	b.t.Helper()
+	_, page := b.get("/hub/login")
+	m := hiddenXSRF.FindStringSubmatch(page)
+	if m == nil {
+		b.t.Fatalf("login page has no _xsrf field:\n%s", page)
+	}
+	form := url.Values{"username": {user}, "password": {password}, "_xsrf": {m[1]}}
+	resp, err := b.c.PostForm(b.base+"/hub/login", form)
+	if err != nil {
+		b.t.Fatalf("POST /hub/login: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return resp.StatusCode
+	}
+	_, home := b.get("/hub/home")
+	mm := metaXSRF.FindStringSubmatch(home)
+	if mm == nil {
+		b.t.Fatalf("home page has no xsrf meta:\n%s", home)
+	}
+	b.xsrf = mm[1]
+	b.user = strings.ToLower(strings.TrimSpace(user))
+	return http.StatusFound
+}
+
+// api calls the hub API with the session cookie and xsrf header.
+func (b *browser) api(method, path string, body any) (int, []byte) {
+	b.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		j, _ := json.Marshal(body)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, b.base+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("X-XSRFToken", b.xsrf)
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+type progress struct {
+	Progress int    `json:"progress"`
+	Message  string `json:"message"`
+	Ready    bool   `json:"ready"`
+	Failed   bool   `json:"failed"`
+	URL      string `json:"url"`
+}
+
+// follow reads the progress stream until ready or failed.
+func (b *browser) follow(user string, timeout time.Duration) (progress, []progress) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var all []progress
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/hub/api/users/"+user+"/server/progress", nil)
+		resp, err := b.c.Do(req)
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "data: ") {
+				continue
+			}
+			var p progress
+			if err := json.Unmarshal([]byte(line[6:]), &p); err != nil {
+				b.t.Fatalf("bad progress event %q: %v", line, err)
+			}
+			all = append(all, p)
+			if p.Ready || p.Failed {
+				resp.Body.Close()
+				return p, all
+			}
+		}
+		resp.Body.Close()
+	}
+	b.t.Fatalf("no ready/failed progress event for %s within %s; got %+v", user, timeout, all)
+	return progress{}, nil
+}
+
+// startServer starts the user's server and waits for it to be ready.
+func (b *browser) startServer(user string) {
+	b.t.Helper()
+	for i := 0; ; i++ {
+		code, body := b.api(http.MethodPost, "/hub/api/users/"+user+"/server", nil)
+		if code == http.StatusTooManyRequests && i < 60 {
+			time.Sleep(2 * time.Second)
+			continue
+		}
+		if code != http.StatusAccepted && code != http.StatusCreated {
+			b.t.Fatalf("start %s: %d %s", user, code, body)
+		}
+		break
+	}
+	last, all := b.follow(user, 3*time.Minute)
+	if !last.Ready {
+		b.t.Fatalf("server of %s failed to start: %+v (all: %+v)", user, last, all)
+	}
+}
+
+func (b *browser) stopServer(user string) {
+	b.t.Helper()
+	code, body := b.api(http.MethodDelete, "/hub/api/users/"+user+"/server", nil)
+	if code != http.StatusNoContent {
+		b.t.Fatalf("stop %s: %d %s", user, code, body)
+	}
+}
+
+// wsHeader carries the session cookie the way a browser would, plus Origin.
+func (b *browser) wsHeader() http.Header {
+	u, _ := url.Parse(b.base)
+	h := http.Header{}
+	var parts []string
+	for _, c := range b.c.Jar.Cookies(u) {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	h.Set("Cookie", strings.Join(parts, "; "))
+	h.Set("Origin", b.base)
+	return h
+}
+
+// runCode starts a kernel in owner's server (through the proxy, as b) and
+// executes code over the kernel websocket; it returns text/plain results and
+// stdout joined.
+func (b *browser) runCode(owner, code string) (string, error) {
+	b.t.Helper()
+	status, body := b.api(http.MethodPost, "/user/"+owner+"/api/kernels", map[string]string{"name": "python3"})
+	if status != http.StatusCreated {
+		return "", fmt.Errorf("create kernel: %d %s", status, body)
+	}
+	var k struct{ ID string }
+	_ = json.Unmarshal(body, &k)
+	defer b.api(http.MethodDelete, "/user/"+owner+"/api/kernels/"+k.ID, nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(b.base, "http") + "/user/" + owner + "/api/kernels/" + k.ID + "/channels"
+	conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: b.wsHeader()})
+	if err != nil {
+		if resp != nil {
+			return "", fmt.Errorf("kernel websocket: %w (status %d)", err, resp.StatusCode)
+		}
+		return "", fmt.Errorf("kernel websocket: %w", err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 22)
+	id := randHex(8)
+	msg := map[string]any{
+		"header": map[string]any{"msg_id": id, "username": b.user, "session": randHex(8), "msg_type": "execute_request",
+			"version": "5.3", "date": time.Now().UTC().Format(time.RFC3339)},
+		"parent_header": map[string]any{}, "metadata": map[string]any{}, "channel": "shell", "buffers": []any{},
+		"content": map[string]any{"code": code, "silent": false, "store_history": false, "user_expressions": map[string]any{},
+			"allow_stdin": false, "stop_on_error": true},
+	}
+	raw, _ := json.Marshal(msg)
+	// The kernel may still be starting: resend until it answers.
+	if err := conn.Write(ctx, websocket.MessageText, raw); err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return out.String(), fmt.Errorf("reading kernel messages: %w", err)
+		}
+		var m struct {
+			MsgType      string `json:"msg_type"`
+			Channel      string `json:"channel"`
+			ParentHeader struct {
+				MsgID string `json:"msg_id"`
+			} `json:"parent_header"`
+			Content map[string]any `json:"content"`
+		}
+		if err := json.Unmarshal(data, &m); err != nil || m.ParentHeader.MsgID != id {
+			continue
+		}
+		switch m.MsgType {
+		case "execute_result":
+			if d, ok := m.Content["data"].(map[string]any); ok {
+				out.WriteString(fmt.Sprint(d["text/plain"]))
+			}
+		case "stream":
+			out.WriteString(fmt.Sprint(m.Content["text"]))
+		case "error":
+			return out.String(), fmt.Errorf("kernel error: %v: %v", m.Content["ename"], m.Content["evalue"])
+		case "status":
+			if m.Content["execution_state"] == "idle" {
+				return out.String(), nil
+			}
+		}
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

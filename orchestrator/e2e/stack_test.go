@@ -1,0 +1,223 @@
+// Package e2e_test drives swarmhub end to end: the real docker-stack.yml
+// deployed on the local swarm, the orchestrator on the overlay network,
+// real Jupyter servers, and a client on the host port like a browser.
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	stackName   = "swarmhub-e2e"
+	testNetwork = "swarmhub-e2e-users"
+	testLabel   = "swarmhub.test=e2e"
+	password    = "e2e-password-not-secret"
+	instance    = "swarmhub-e2e"
+)
+
+// hub is one deployed test stack.
+type hub struct {
+	base string
+	root string // storage root on the host (hostpath backend)
+	env  []string
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+func imageTag() string {
+	if t := os.Getenv("SWARMHUB_TEST_IMAGES_TAG"); t != "" {
+		return t
+	}
+	return "dev"
+}
+
+func requireE2E(t testing.TB) {
+	if os.Getenv("SWARMHUB_E2E") == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI is set but SWARMHUB_E2E is not: run the suite through scripts/test (go tool task test)")
+		}
+		t.Skip("end-to-end tests need the local swarm and images: run `go tool task test` (sets SWARMHUB_E2E=1)")
+	}
+}
+
+func sh(t testing.TB, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func shQuiet(env []string, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// testConfig is the orchestrator configuration of the e2e stack.
+func testConfig(root string, extra string) string {
+	tag := imageTag()
+	return fmt.Sprintf(`instance: %[4]s
+public_url: http://127.0.0.1:18000
+log: {level: debug, format: json}
+redis: {address: "redis:6379"}
+notebook:
+  image: swarmhub/notebook-debian:%[1]s
+  allowed_images: [swarmhub/notebook-debian:%[1]s, swarmhub/tinynotebook:%[1]s, swarmhub/does-not-exist:nope]
+  mem_limit: 768M
+  mem_guarantee: 64M
+  cpu_limit: 1
+  cpu_guarantee: 0.05
+  network: %[3]s
+  start_timeout: 120s
+  concurrent_spawn_limit: 10
+storage:
+  backend: hostpath
+  mount: /srv/swarmhub
+  hostpath: {root: %[2]s}
+auth:
+  authenticator: dummy
+  dummy: {password: %[5]s}
+  admin_users: [admin]
+  allowed_users: [alice, bob, carol, dave]
+  admin_access: true
+lifecycle:
+  cull: {enabled: false}
+  archive: {enabled: false}
+%[6]s`, tag, root, testNetwork, instance, password, extra)
+}
+
+// deploy brings the stack up with the repository's docker-stack.yml and
+// waits until the orchestrator answers on its host port.
+func deploy(t testing.TB, port int, extraConfig string) *hub {
+	t.Helper()
+	root, err := os.MkdirTemp("", "swarmhub-e2e-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(root, 0o755)
+	cfgDir, _ := os.MkdirTemp("", "swarmhub-e2e-cfg-")
+	cfgPath := filepath.Join(cfgDir, "orchestrator.yaml")
+	if err := os.WriteFile(cfgPath, []byte(testConfig(root, extraConfig)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pwPath := filepath.Join(cfgDir, "dummy-password")
+	_ = os.WriteFile(pwPath, []byte(password+"\n"), 0o600)
+	tag := imageTag()
+	h := &hub{base: fmt.Sprintf("http://127.0.0.1:%d", port), root: root, env: []string{
+		fmt.Sprintf("SWARMHUB_PORT=%d", port),
+		"SWARMHUB_CONFIG=" + cfgPath,
+		"SWARMHUB_CONFIG_VERSION=" + randHex(6),
+		"SWARMHUB_DUMMY_PASSWORD_FILE=" + pwPath,
+		"SWARMHUB_STORAGE_ROOT=" + root,
+		"SWARMHUB_USERS_NETWORK=" + testNetwork,
+		"SWARMHUB_ORCHESTRATOR_IMAGE=swarmhub/orchestrator:" + tag,
+		"SWARMHUB_REDIS_IMAGE=swarmhub/redis:" + tag,
+	}}
+	t.Cleanup(func() { h.teardown(t) })
+	sh(t, h.env, "docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml", stackName)
+	h.waitHealthy(t, 3*time.Minute)
+	return h
+}
+
+func (h *hub) waitHealthy(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(h.base + "/hub/health?strict=1")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(time.Second)
+	}
+	ps, _ := shQuiet(nil, "docker", "service", "ps", "--no-trunc", stackName+"_orchestrator")
+	logs, _ := shQuiet(nil, "docker", "service", "logs", "--tail", "50", stackName+"_orchestrator")
+	t.Fatalf("orchestrator not healthy within %s (last: %s)\n%s\n%s", timeout, last, ps, logs)
+}
+
+// teardown removes the stack and every user service, volume and network of
+// this instance, even when the test failed.
+func (h *hub) teardown(t testing.TB) {
+	if t.Failed() {
+		if logs, err := shQuiet(nil, "docker", "service", "logs", "--tail", "200", stackName+"_orchestrator"); err == nil {
+			dir := filepath.Join(repoRoot(), "orchestrator", "e2e", "artifacts")
+			_ = os.MkdirAll(dir, 0o755)
+			_ = os.WriteFile(filepath.Join(dir, "orchestrator-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"), []byte(logs), 0o644)
+		}
+	}
+	_, _ = shQuiet(nil, "docker", "stack", "rm", stackName)
+	removeUserServices()
+	// The stack's network and volumes go once their tasks are gone.
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := shQuiet(nil, "docker", "network", "ls", "-q", "--filter", "name="+testNetwork)
+		if strings.TrimSpace(out) == "" {
+			break
+		}
+		_, _ = shQuiet(nil, "docker", "network", "rm", testNetwork)
+		time.Sleep(time.Second)
+	}
+	for _, label := range []string{"swarmhub.managed=true", "com.docker.stack.namespace=" + stackName} {
+		vols, _ := shQuiet(nil, "docker", "volume", "ls", "-q", "--filter", "label="+label)
+		for _, v := range strings.Fields(vols) {
+			_, _ = shQuiet(nil, "docker", "volume", "rm", "-f", v)
+		}
+	}
+	// Workspaces were written by uid 1000 inside containers; root removes them.
+	_ = os.RemoveAll(h.root)
+}
+
+func removeUserServices() {
+	ids, _ := shQuiet(nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.instance="+instance)
+	if f := strings.Fields(ids); len(f) > 0 {
+		_, _ = shQuiet(nil, "docker", append([]string{"service", "rm"}, f...)...)
+	}
+}
+
+// servicesOf lists the swarm services labelled for user.
+func servicesOf(t testing.TB, user string) []string {
+	t.Helper()
+	out := sh(t, nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.user="+user, "--filter", "label=swarmhub.instance="+instance)
+	return strings.Fields(out)
+}
+
+func killOrchestrator(t testing.TB) {
+	t.Helper()
+	out := sh(t, nil, "docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stackName+"_orchestrator")
+	ids := strings.Fields(out)
+	if len(ids) == 0 {
+		t.Fatal("no orchestrator container to kill")
+	}
+	sh(t, nil, "docker", append([]string{"kill"}, ids...)...)
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,613 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+)
+
+// serverModel and userModel follow JupyterHub's REST shapes so its clients
+// and habits carry over.
+type serverModel struct {
+	Name         string     `json:"name"`
+	Ready        bool       `json:"ready"`
+	Pending      *string    `json:"pending"`
+	URL          string     `json:"url"`
+	ProgressURL  string     `json:"progress_url"`
+	Started      *time.Time `json:"started"`
+	LastActivity *time.Time `json:"last_activity"`
+	State        string     `json:"state"`
+	Image        string     `json:"image,omitempty"`
+	Error        string     `json:"error,omitempty"`
+}
+
+type userModel struct {
+	Kind         string                 `json:"kind"`
+	Name         string                 `json:"name"`
+	Admin        bool                   `json:"admin"`
+	Blocked      bool                   `json:"blocked"`
+	Allowed      bool                   `json:"allowed"`
+	Groups       []string               `json:"groups"`
+	Server       *string                `json:"server"`
+	Pending      *string                `json:"pending"`
+	Created      *time.Time             `json:"created"`
+	LastActivity *time.Time             `json:"last_activity"`
+	Servers      map[string]serverModel `json:"servers"`
+	State        string                 `json:"state"`
+	Error        string                 `json:"error,omitempty"`
+}
+
+func tptr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func sptr(s string) *string { return &s }
+
+func (s *Server) server(ctx context.Context, user string) (store.Server, error) {
+	srv, err := s.d.Store.GetServer(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Server{User: user, State: "stopped"}, nil
+	}
+	if srv.State == "" {
+		srv.State = "stopped"
+	}
+	return srv, err
+}
+
+func makeUserModel(u store.User, srv store.Server) userModel {
+	m := userModel{Kind: "user", Name: u.Name, Admin: u.Admin, Blocked: u.Blocked, Allowed: u.Allowed,
+		Groups: []string{}, Created: tptr(u.Created), LastActivity: tptr(u.LastLogin),
+		Servers: map[string]serverModel{}, State: "stopped"}
+	if srv.State != "" {
+		m.State = srv.State
+	}
+	m.Error = srv.Error
+	last := u.LastLogin
+	if srv.Ready.After(last) {
+		last = srv.Ready
+	}
+	m.LastActivity = tptr(last)
+	switch srv.State {
+	case "running", "starting", "stopping":
+		sm := serverModel{Name: "", Ready: srv.State == "running", URL: "/user/" + u.Name + "/",
+			ProgressURL: "/hub/api/users/" + u.Name + "/server/progress", Started: tptr(srv.Started),
+			LastActivity: tptr(last), State: srv.State, Image: srv.Image}
+		if srv.State == "starting" {
+			sm.Pending = sptr("spawn")
+			m.Pending = sptr("spawn")
+		}
+		if srv.State == "stopping" {
+			sm.Pending = sptr("stop")
+			m.Pending = sptr("stop")
+		}
+		if srv.State == "running" {
+			m.Server = sptr(sm.URL)
+		}
+		m.Servers[""] = sm
+	}
+	return m
+}
+
+// userModels joins user records with server records, sorted by name.
+func (s *Server) userModels(ctx context.Context) ([]userModel, error) {
+	users, err := s.d.Store.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	servers, err := s.d.Store.ListServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byUser := make(map[string]store.Server, len(servers))
+	for _, sv := range servers {
+		byUser[sv.User] = sv
+	}
+	out := make([]userModel, 0, len(users))
+	for _, u := range users {
+		out = append(out, makeUserModel(u, byUser[u.Name]))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (s *Server) apiVersion(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"version": s.o.Version, "swarmhub": true})
+}
+
+func (s *Server) apiMe(c echo.Context) error {
+	id, _ := identityOf(c)
+	return s.writeUser(c, http.StatusOK, id.User)
+}
+
+func (s *Server) writeUser(c echo.Context, status int, name string) error {
+	ctx := c.Request().Context()
+	u, err := s.d.Store.GetUser(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, fmt.Sprintf("no user %q; add it with POST /hub/api/users", name))
+	} else if err != nil {
+		return err
+	}
+	srv, err := s.server(ctx, name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, makeUserModel(u, srv))
+}
+
+func (s *Server) apiGetUser(c echo.Context) error {
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	return s.writeUser(c, http.StatusOK, name)
+}
+
+func (s *Server) apiListUsers(c echo.Context) error {
+	users, err := s.userModels(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	state := c.QueryParam("state")
+	switch state {
+	case "", "active", "ready", "inactive":
+	default:
+		return apiError(http.StatusBadRequest, "state must be one of active, ready, inactive")
+	}
+	filtered := users[:0]
+	for _, u := range users {
+		running := u.State == "running"
+		active := running || u.State == "starting" || u.State == "stopping"
+		if (state == "active" && !active) || (state == "ready" && !running) || (state == "inactive" && active) {
+			continue
+		}
+		filtered = append(filtered, u)
+	}
+	offset, err := intParam(c, "offset", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(c, "limit", 200)
+	if err != nil {
+		return err
+	}
+	if limit > 1000 {
+		limit = 1000
+	}
+	total := len(filtered)
+	page := filtered[min(offset, total):min(offset+limit, total)]
+	if strings.Contains(c.Request().Header.Get("Accept"), "application/jupyterhub-pagination+json") {
+		var next any
+		if offset+limit < total {
+			next = map[string]any{"offset": offset + limit, "limit": limit,
+				"url": fmt.Sprintf("/hub/api/users?offset=%d&limit=%d&state=%s", offset+limit, limit, state)}
+		}
+		return c.JSON(http.StatusOK, map[string]any{"items": page,
+			"_pagination": map[string]any{"offset": offset, "limit": limit, "total": total, "next": next}})
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+func intParam(c echo.Context, name string, def int) (int, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, apiError(http.StatusBadRequest, name+" must be a non-negative integer")
+	}
+	return n, nil
+}
+
+type addUsersBody struct {
+	Usernames []string `json:"usernames"`
+	Admin     bool     `json:"admin"`
+}
+
+func bindJSON(c echo.Context, v any) error {
+	r := c.Request()
+	if r.ContentLength == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return apiError(http.StatusBadRequest, "request body is not the JSON this endpoint takes: "+err.Error())
+	}
+	return nil
+}
+
+func (s *Server) apiAddUsers(c echo.Context) error {
+	var body addUsersBody
+	if err := bindJSON(c, &body); err != nil {
+		return err
+	}
+	return s.addUsers(c, body)
+}
+
+func (s *Server) apiAddOneUser(c echo.Context) error {
+	var body struct {
+		Admin bool `json:"admin"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		return err
+	}
+	return s.addUsers(c, addUsersBody{Usernames: []string{c.Param("name")}, Admin: body.Admin})
+}
+
+func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
+	ctx := c.Request().Context()
+	id, _ := identityOf(c)
+	if len(body.Usernames) == 0 {
+		return apiError(http.StatusBadRequest, `give at least one name: {"usernames": ["alice", "bob"]}`)
+	}
+	var bad []string
+	names := make([]string, 0, len(body.Usernames))
+	for _, raw := range body.Usernames {
+		n, err := s.d.Namer.Canonical(raw)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%q: %v", raw, err))
+			continue
+		}
+		names = append(names, n)
+	}
+	if len(bad) > 0 {
+		return apiError(http.StatusBadRequest, "nothing was added; fix these names first: "+strings.Join(bad, "; "))
+	}
+	created := []userModel{}
+	for _, n := range names {
+		u, err := s.d.Store.GetUser(ctx, n)
+		if err == nil && u.Allowed && u.Admin == (u.Admin || body.Admin) {
+			continue
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			u = store.User{Name: n, Created: time.Now().UTC()}
+		} else if err != nil {
+			return err
+		}
+		u.Allowed = true
+		u.Admin = u.Admin || body.Admin
+		if err := s.d.Store.PutUser(ctx, u); err != nil {
+			return err
+		}
+		s.event(ctx, "user-added", n, id.User, fmt.Sprintf("added (admin=%v)", u.Admin))
+		created = append(created, makeUserModel(u, store.Server{}))
+	}
+	if len(created) == 0 {
+		return apiError(http.StatusConflict, "all of these users exist already")
+	}
+	return c.JSON(http.StatusCreated, created)
+}
+
+func (s *Server) apiPatchUser(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, _ := identityOf(c)
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Admin   *bool `json:"admin"`
+		Blocked *bool `json:"blocked"`
+		Allowed *bool `json:"allowed"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		return err
+	}
+	u, err := s.d.Store.GetUser(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, fmt.Sprintf("no user %q", name))
+	} else if err != nil {
+		return err
+	}
+	if body.Admin != nil {
+		if !*body.Admin && name == id.User {
+			return apiError(http.StatusBadRequest, "you cannot remove your own admin rights; ask another admin")
+		}
+		u.Admin = *body.Admin
+	}
+	if body.Allowed != nil {
+		u.Allowed = *body.Allowed
+	}
+	blockNow := false
+	if body.Blocked != nil {
+		if *body.Blocked && name == id.User {
+			return apiError(http.StatusBadRequest, "you cannot block yourself")
+		}
+		blockNow = *body.Blocked && !u.Blocked
+		u.Blocked = *body.Blocked
+	}
+	if err := s.d.Store.PutUser(ctx, u); err != nil {
+		return err
+	}
+	s.event(ctx, "user-changed", name, id.User, fmt.Sprintf("admin=%v blocked=%v allowed=%v", u.Admin, u.Blocked, u.Allowed))
+	if blockNow || body.Admin != nil {
+		// Cached identities carry the admin flag: drop them either way.
+		if err := s.Revoke(ctx, name); err != nil && blockNow {
+			return err
+		}
+	}
+	if blockNow {
+		if err := s.d.Servers.Stop(ctx, name, "user blocked by "+id.User); err != nil {
+			return fmt.Errorf("blocked %s but stopping their server failed: %w", name, err)
+		}
+	}
+	return s.writeUser(c, http.StatusOK, name)
+}
+
+func (s *Server) apiDeleteUser(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, _ := identityOf(c)
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	if name == id.User {
+		return apiError(http.StatusBadRequest, "you cannot delete your own account")
+	}
+	if _, err := s.d.Store.GetUser(ctx, name); errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, fmt.Sprintf("no user %q", name))
+	} else if err != nil {
+		return err
+	}
+	if c.QueryParam("remove_data") == "true" && s.o.RemoveData == nil {
+		return apiError(http.StatusNotImplemented, "remove_data needs the archive backend, which is not configured; delete without it")
+	}
+	if err := s.Revoke(ctx, name); err != nil {
+		return err
+	}
+	if err := s.d.Servers.Stop(ctx, name, "user deleted by "+id.User); err != nil {
+		return fmt.Errorf("stopping %s's server: %w", name, err)
+	}
+	if c.QueryParam("remove_data") == "true" {
+		if err := s.o.RemoveData(ctx, name); err != nil {
+			return fmt.Errorf("archiving and removing %s's workspace: %w", name, err)
+		}
+	}
+	toks, _ := s.d.Store.ListTokens(ctx, name)
+	for _, t := range toks {
+		_ = s.d.Store.DeleteToken(ctx, name, t.ID)
+	}
+	if err := s.d.Store.DeleteUser(ctx, name); err != nil {
+		return err
+	}
+	s.event(ctx, "user-deleted", name, id.User, "deleted (remove_data="+c.QueryParam("remove_data")+")")
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) apiStartServer(c echo.Context) error {
+	ctx := c.Request().Context()
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	u, err := s.d.Store.GetUser(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, fmt.Sprintf("no user %q", name))
+	} else if err != nil {
+		return err
+	}
+	if u.Blocked {
+		return apiError(http.StatusForbidden, name+" is blocked; an admin must unblock the account first")
+	}
+	var body struct {
+		Image string `json:"image"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		return err
+	}
+	if body.Image != "" {
+		if id, _ := identityOf(c); !id.Admin {
+			return apiError(http.StatusForbidden, "only admins choose the image of a server")
+		}
+		if !s.imageAllowed(body.Image) {
+			return apiError(http.StatusBadRequest, fmt.Sprintf("image %q is not in notebook.allowed_images (%s)", body.Image, strings.Join(s.o.AllowedImages, ", ")))
+		}
+	}
+	srv, err := s.d.Servers.Start(ctx, name, spawner.StartOptions{Image: body.Image, Instructor: u.Admin || s.instr[name]})
+	var busy *spawner.BusyError
+	switch {
+	case errors.As(err, &busy):
+		return &apiErr{Status: http.StatusTooManyRequests, Retry: busy.RetryAfter,
+			Message: "many servers are starting right now; yours will start when you retry in a few seconds"}
+	case err != nil:
+		return err
+	}
+	m := makeUserModel(u, srv)
+	if srv.State == "running" {
+		return c.JSON(http.StatusCreated, m)
+	}
+	return c.JSON(http.StatusAccepted, m)
+}
+
+func (s *Server) apiStopServer(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, _ := identityOf(c)
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	if err := s.d.Servers.Stop(ctx, name, "stopped by "+id.User); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// progressEvent is JupyterHub's progress event shape.
+type progressEvent struct {
+	Progress int    `json:"progress"`
+	Message  string `json:"message"`
+	Ready    bool   `json:"ready,omitempty"`
+	Failed   bool   `json:"failed,omitempty"`
+	URL      string `json:"url,omitempty"`
+}
+
+// apiProgress streams spawn progress as server-sent events. Any replica can
+// serve it: the events live in a Redis stream.
+func (s *Server) apiProgress(c echo.Context) error {
+	ctx := c.Request().Context()
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(ev progressEvent) {
+		b, _ := json.Marshal(ev)
+		fmt.Fprintf(w, "data: %s\n\n", b)
+		w.Flush()
+	}
+	url := "/user/" + name + "/"
+	srv, err := s.server(ctx, name)
+	if err != nil {
+		send(progressEvent{Progress: 100, Failed: true, Message: "cannot read the server state right now; reload the page"})
+		return nil
+	}
+	if srv.State == "running" {
+		send(progressEvent{Progress: 100, Ready: true, Message: "Server ready", URL: url})
+		return nil
+	}
+	if srv.State != "starting" {
+		msg := "Server is not running; press Start."
+		if srv.Error != "" {
+			msg = "Server failed to start: " + srv.Error
+		}
+		send(progressEvent{Progress: 100, Failed: true, Message: msg})
+		return nil
+	}
+	last := ""
+	deadline := time.Now().Add(15 * time.Minute)
+	for time.Now().Before(deadline) {
+		evs, err := s.d.Store.ReadProgress(ctx, name, last, 5*time.Second)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			send(progressEvent{Progress: 100, Failed: true, Message: "lost contact with the hub's state store; reload the page"})
+			return nil
+		}
+		if len(evs) == 0 {
+			fmt.Fprint(w, ": keep-alive\n\n")
+			w.Flush()
+			continue
+		}
+		for _, p := range evs {
+			last = p.ID
+			ev := progressEvent{Progress: p.Progress, Message: p.Message, Ready: p.Ready, Failed: p.Failed, URL: p.URL}
+			if ev.Ready && ev.URL == "" {
+				ev.URL = url
+			}
+			send(ev)
+			if p.Ready || p.Failed {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Server) apiListTokens(c echo.Context) error {
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	toks, err := s.d.Store.ListTokens(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"api_tokens": toks})
+}
+
+func (s *Server) apiCreateToken(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, _ := identityOf(c)
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Note      string `json:"note"`
+		ExpiresIn int    `json:"expires_in"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		return err
+	}
+	if len(body.Note) > 200 {
+		return apiError(http.StatusBadRequest, "note is longer than 200 characters")
+	}
+	plain, tok, err := s.d.Store.CreateToken(ctx, name, body.Note)
+	if err != nil {
+		return err
+	}
+	s.event(ctx, "token-created", name, id.User, "API token "+tok.ID)
+	return c.JSON(http.StatusCreated, map[string]any{"token": plain, "id": tok.ID, "note": tok.Note,
+		"user": name, "created": tok.Created})
+}
+
+func (s *Server) apiDeleteToken(c echo.Context) error {
+	ctx := c.Request().Context()
+	id, _ := identityOf(c)
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	if err := s.d.Store.DeleteToken(ctx, name, c.Param("id")); errors.Is(err, store.ErrNotFound) {
+		return apiError(http.StatusNotFound, "no such token")
+	} else if err != nil {
+		return err
+	}
+	// Cached token identities of this user must go on every replica.
+	s.sessions.DropUser(name)
+	if err := s.d.Store.PublishRevoke(ctx, cachePrefix+name); err != nil {
+		s.log.Warn("token revocation broadcast", "err", err)
+	}
+	s.event(ctx, "token-deleted", name, id.User, "API token "+c.Param("id"))
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) apiEvents(c echo.Context) error {
+	limit, err := intParam(c, "limit", 50)
+	if err != nil {
+		return err
+	}
+	if limit > 500 {
+		limit = 500
+	}
+	evs, err := s.d.Store.Events(c.Request().Context(), c.QueryParam("before"), limit)
+	if err != nil {
+		return err
+	}
+	next := ""
+	if len(evs) == limit && limit > 0 {
+		next = evs[len(evs)-1].ID
+	}
+	return c.JSON(http.StatusOK, map[string]any{"events": evs, "next_before": next})
+}
+
+func (s *Server) imageAllowed(img string) bool {
+	for _, a := range s.o.AllowedImages {
+		if a == img {
+			return true
+		}
+	}
+	return false
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,80 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+)
+
+// The interfaces below are what the web layer needs from the rest of the
+// orchestrator; cmd wires the real implementations in.
+
+// Store is the Redis-backed state the handlers read and write.
+type Store interface {
+	CreateSession(ctx context.Context, user string, idle, absolute time.Duration) (store.Session, error)
+	GetSession(ctx context.Context, id string, idle, absolute time.Duration) (store.Session, error)
+	DeleteSession(ctx context.Context, id string) error
+	DeleteUserSessions(ctx context.Context, user string) (int, error)
+
+	GetUser(ctx context.Context, name string) (store.User, error)
+	PutUser(ctx context.Context, u store.User) error
+	DeleteUser(ctx context.Context, name string) error
+	ListUsers(ctx context.Context) ([]store.User, error)
+
+	GetServer(ctx context.Context, user string) (store.Server, error)
+	ListServers(ctx context.Context) ([]store.Server, error)
+	ReadProgress(ctx context.Context, user, afterID string, block time.Duration) ([]store.Progress, error)
+
+	CreateToken(ctx context.Context, user, note string) (string, store.Token, error)
+	LookupToken(ctx context.Context, plain string) (store.Token, error)
+	ListTokens(ctx context.Context, user string) ([]store.Token, error)
+	DeleteToken(ctx context.Context, user, id string) error
+
+	AddEvent(ctx context.Context, e store.Event) error
+	Events(ctx context.Context, before string, limit int) ([]store.Event, error)
+
+	PublishRevoke(ctx context.Context, user string) error
+}
+
+// Authenticator checks a login name and password against the directory.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string) (auth.Result, error)
+}
+
+// Admitter applies the allow/admin/block policy to an authenticated user.
+type Admitter interface {
+	Admit(ctx context.Context, r auth.Result) (admin bool, err error)
+}
+
+// Regulator throttles repeated login failures.
+type Regulator interface {
+	Allowed(ctx context.Context, user, ip string) error
+	Failed(ctx context.Context, user, ip string) error
+	Succeeded(ctx context.Context, user, ip string) error
+}
+
+// Namer turns a raw login or path name into the canonical username.
+type Namer interface {
+	Canonical(raw string) (string, error)
+}
+
+// Servers starts and stops user servers.
+type Servers interface {
+	Start(ctx context.Context, user string, so spawner.StartOptions) (store.Server, error)
+	Stop(ctx context.Context, user, reason string) error
+}
+
+// UserProxy forwards /user/NAME/ traffic and can cut a user's websockets.
+type UserProxy interface {
+	http.Handler
+	CloseUser(user string) int
+}
+
+// Checker reports the health of one dependency.
+type Checker interface {
+	Check(ctx context.Context) error
+}

@@ -1,0 +1,146 @@
+// Package web serves swarmhub's pages, its JSON API and the entry point that
+// hands /user/NAME/ traffic to the proxy.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Options are the web layer's settings.
+type Options struct {
+	Version       string
+	PublicURL     string // used to build absolute links (nbgitpuller)
+	CookieName    string
+	SecureCookies bool // Secure flag; on under TLS or an https public URL
+	TLS           bool // HSTS
+	SessionIdle   time.Duration
+	SessionMax    time.Duration
+	AdminAccess   bool
+	// AllowedImages are the images an admin may pick per start (with the
+	// default image always allowed).
+	AllowedImages   []string
+	InstructorUsers []string
+	Logger          *slog.Logger
+	// Checks are reported by /hub/health; a failing check makes it 503.
+	Checks map[string]Checker
+	// Metrics serves /hub/metrics when set.
+	Metrics http.Handler
+	// IdentityCacheTTL bounds how long the proxy trusts a cached session
+	// without asking Redis; revocations are pushed sooner (see SessionCache).
+	IdentityCacheTTL time.Duration
+	// RemoveData archives and then deletes a user's workspace
+	// (DELETE /hub/api/users/NAME?remove_data=true); nil disables it.
+	RemoveData func(ctx context.Context, user string) error
+}
+
+// cachePrefix marks a revocation message that only drops cached identities
+// (a deleted API token) without closing the user's connections.
+const cachePrefix = "cache:"
+
+// Deps are the collaborators the handlers call.
+type Deps struct {
+	Store     Store
+	Auth      Authenticator
+	Policy    Admitter
+	Regulator Regulator
+	Namer     Namer
+	Servers   Servers
+	Proxy     UserProxy
+	// Sessions identifies requests; cmd shares it with the proxy.
+	Sessions *SessionCache
+}
+
+// Server is the orchestrator's HTTP front: hub pages and API through echo,
+// /user/ through the proxy without echo in the way.
+type Server struct {
+	o        Options
+	d        Deps
+	e        *echo.Echo
+	log      *slog.Logger
+	sessions *SessionCache
+	instr    map[string]bool
+
+	api *echo.Group
+}
+
+// New builds the server; it does not listen.
+func New(o Options, d Deps) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.CookieName == "" {
+		o.CookieName = "swarmhub-session"
+	}
+	if o.SessionIdle == 0 {
+		o.SessionIdle = 8 * time.Hour
+	}
+	if o.SessionMax == 0 {
+		o.SessionMax = 168 * time.Hour
+	}
+	if o.IdentityCacheTTL == 0 {
+		o.IdentityCacheTTL = 30 * time.Second
+	}
+	s := &Server{o: o, d: d, log: o.Logger, instr: map[string]bool{}}
+	for _, u := range o.InstructorUsers {
+		s.instr[u] = true
+	}
+	s.sessions = d.Sessions
+	if s.sessions == nil {
+		s.sessions = NewSessionCache(d.Store, o.SessionIdle, o.SessionMax, o.IdentityCacheTTL, o.CookieName)
+	}
+	s.e = echo.New()
+	s.e.HideBanner = true
+	s.e.HidePort = true
+	s.e.HTTPErrorHandler = s.httpError
+	s.routes()
+	return s
+}
+
+// Sessions exposes the session cache: the proxy identifies requests through
+// it and the revocation subscriber drops entries from it.
+func (s *Server) Sessions() *SessionCache { return s.sessions }
+
+// Echo gives other packages' handlers (lifecycle, archives) a place to
+// register admin routes before serving.
+func (s *Server) Echo() *echo.Echo { return s.e }
+
+// ServeHTTP sends /user/ to the proxy and everything else to echo.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/user/") && s.d.Proxy != nil {
+		s.d.Proxy.ServeHTTP(w, r)
+		return
+	}
+	s.e.ServeHTTP(w, r)
+}
+
+// Revoke ends every session of user on this replica and tells the others.
+func (s *Server) Revoke(ctx context.Context, user string) error {
+	if _, err := s.d.Store.DeleteUserSessions(ctx, user); err != nil {
+		return err
+	}
+	s.DropLocal(user)
+	return s.d.Store.PublishRevoke(ctx, user)
+}
+
+// DropLocal forgets cached sessions and closes open websockets of user on
+// this replica; the revocation subscriber calls it for every message.
+func (s *Server) DropLocal(user string) {
+	if user == "*" {
+		s.sessions.DropAll()
+		return
+	}
+	if u, ok := strings.CutPrefix(user, cachePrefix); ok {
+		s.sessions.DropUser(u)
+		return
+	}
+	s.sessions.DropUser(user)
+	if s.d.Proxy != nil {
+		s.d.Proxy.CloseUser(user)
+	}
+}

@@ -1,0 +1,166 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+)
+
+// Identity is who a request comes from.
+type Identity struct {
+	User      string
+	Admin     bool
+	Via       string // "session" or "token"
+	SessionID string
+	XSRF      string
+}
+
+// identityStore is what the cache reads on a miss.
+type identityStore interface {
+	GetSession(ctx context.Context, id string, idle, absolute time.Duration) (store.Session, error)
+	GetUser(ctx context.Context, name string) (store.User, error)
+	LookupToken(ctx context.Context, plain string) (store.Token, error)
+}
+
+// SessionCache answers "who is this?" for proxied requests from memory.
+// An entry is trusted for ttl; revocations (block, delete, logout) are
+// pushed to every replica through Redis pub/sub and drop entries at once, so
+// the ttl only bounds the damage of a missed message (Redis restart).
+type SessionCache struct {
+	st         identityStore
+	idle, max  time.Duration
+	ttl        time.Duration
+	cookieName string
+	now        func() time.Time
+
+	mu      sync.RWMutex
+	entries map[string]cacheEntry // key: "s:"+session id or "t:"+sha256(token)
+	byUser  map[string]map[string]struct{}
+}
+
+type cacheEntry struct {
+	id      Identity
+	fetched time.Time
+}
+
+// maxCacheEntries bounds memory under a flood of forged cookies: past it the
+// cache starts over (a miss costs one Redis read).
+const maxCacheEntries = 200_000
+
+// NewSessionCache builds a cache over st.
+func NewSessionCache(st identityStore, idle, max, ttl time.Duration, cookieName string) *SessionCache {
+	return &SessionCache{st: st, idle: idle, max: max, ttl: ttl, cookieName: cookieName, now: time.Now,
+		entries: map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
+}
+
+// Identify reads the session cookie or an API token from r.
+func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
+	if tok := tokenFromHeader(r); tok != "" {
+		sum := sha256.Sum256([]byte(tok))
+		key := "t:" + string(sum[:])
+		if id, ok := c.cached(key); ok {
+			return id, true
+		}
+		t, err := c.st.LookupToken(r.Context(), tok)
+		if err != nil {
+			return Identity{}, false
+		}
+		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token"})
+	}
+	ck, err := r.Cookie(c.cookieName)
+	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
+		return Identity{}, false
+	}
+	key := "s:" + ck.Value
+	if id, ok := c.cached(key); ok {
+		return id, true
+	}
+	s, err := c.st.GetSession(r.Context(), ck.Value, c.idle, c.max)
+	if err != nil {
+		return Identity{}, false
+	}
+	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, XSRF: s.XSRF})
+}
+
+func (c *SessionCache) cached(key string) (Identity, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[key]
+	c.mu.RUnlock()
+	if !ok || c.now().Sub(e.fetched) > c.ttl {
+		return Identity{}, false
+	}
+	return e.id, true
+}
+
+func (c *SessionCache) fill(ctx context.Context, key string, id Identity) (Identity, bool) {
+	u, err := c.st.GetUser(ctx, id.User)
+	if err != nil || u.Blocked {
+		return Identity{}, false
+	}
+	id.Admin = u.Admin
+	c.mu.Lock()
+	if len(c.entries) >= maxCacheEntries {
+		c.entries = map[string]cacheEntry{}
+		c.byUser = map[string]map[string]struct{}{}
+	}
+	c.entries[key] = cacheEntry{id: id, fetched: c.now()}
+	keys := c.byUser[id.User]
+	if keys == nil {
+		keys = map[string]struct{}{}
+		c.byUser[id.User] = keys
+	}
+	keys[key] = struct{}{}
+	c.mu.Unlock()
+	return id, true
+}
+
+// DropUser forgets every cached identity of user.
+func (c *SessionCache) DropUser(user string) {
+	c.mu.Lock()
+	for k := range c.byUser[user] {
+		delete(c.entries, k)
+	}
+	delete(c.byUser, user)
+	c.mu.Unlock()
+}
+
+// DropSession forgets one session (logout).
+func (c *SessionCache) DropSession(id string) {
+	c.mu.Lock()
+	delete(c.entries, "s:"+id)
+	c.mu.Unlock()
+}
+
+// DropAll empties the cache (after a missed-revocation window).
+func (c *SessionCache) DropAll() {
+	c.mu.Lock()
+	c.entries = map[string]cacheEntry{}
+	c.byUser = map[string]map[string]struct{}{}
+	c.mu.Unlock()
+}
+
+// Len reports the number of cached identities (metrics, tests).
+func (c *SessionCache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
+
+// tokenFromHeader accepts "Authorization: token X" and "Bearer X".
+func tokenFromHeader(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	for _, p := range []string{"token ", "Token ", "bearer ", "Bearer "} {
+		if strings.HasPrefix(h, p) {
+			return strings.TrimSpace(h[len(p):])
+		}
+	}
+	return ""
+}
+
+var errNoIdentity = errors.New("not logged in")
