@@ -127,6 +127,7 @@ func deploy(t testing.TB, port int, extraConfig string) *hub {
 		"SWARMHUB_CONFIG=" + cfgPath,
 		"SWARMHUB_CONFIG_VERSION=" + randHex(6),
 		"SWARMHUB_DUMMY_PASSWORD_FILE=" + pwPath,
+		"SWARMHUB_DUMMY_PASSWORD_VERSION=" + randHex(6),
 		"SWARMHUB_STORAGE_ROOT=" + root,
 		"SWARMHUB_USERS_NETWORK=" + testNetwork,
 		"SWARMHUB_ORCHESTRATOR_IMAGE=swarmhub/orchestrator:" + tag,

@@ -92,10 +92,14 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	seeded := &seedState{}
 	if err := seedUsers(ctx, st, namer, cfg, log); err != nil {
-		// Redis may come up after us; seeding is retried by the reconcile
-		// loop below, so starting is not blocked on it.
+		// Redis may come up after us; seeding is retried in the background
+		// and /hub/health reports it until then.
 		log.Warn("seeding users from the configuration failed; will retry", "err", err)
+		seeded.set(err)
+	} else {
+		seeded.set(nil)
 	}
 
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
@@ -134,6 +138,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 			"redis":  checkFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
 			"docker": checkFunc(func(ctx context.Context) error { _, err := docker.Ping(ctx); return err }),
 			"auth":   authn,
+			"users":  seeded,
 		},
 	}, web.Deps{
 		Store:     st,
@@ -165,7 +170,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	goBg(func() { act.Run(bg, 5*time.Second) })
 	goBg(func() { watchRevocations(bg, st, srv, log) })
-	goBg(func() { reseedLoop(bg, st, namer, cfg, log) })
+	goBg(func() { reseedLoop(bg, st, namer, cfg, log, seeded) })
 
 	errc := make(chan error, 2)
 	go func() {
@@ -374,18 +379,38 @@ func seedUsers(ctx context.Context, st *store.Store, n *identity.Namer, cfg conf
 	return nil
 }
 
+// seedState reports whether the configured users reached Redis.
+type seedState struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (s *seedState) set(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+}
+
+func (s *seedState) Check(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return fmt.Errorf("users from the configuration not yet in Redis: %w", s.err)
+	}
+	return nil
+}
+
 // reseedLoop retries seeding until it succeeds once (Redis may start after
 // the orchestrator in a fresh stack).
-func reseedLoop(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.Config, log *slog.Logger) {
-	for {
+func reseedLoop(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.Config, log *slog.Logger, state *seedState) {
+	for state.Check(ctx) != nil {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(5 * time.Second):
+		case <-time.After(time.Second):
 		}
-		if err := seedUsers(ctx, st, n, cfg, log); err == nil {
-			return
-		}
+		err := seedUsers(ctx, st, n, cfg, log)
+		state.set(err)
 	}
 }
 
