@@ -6,6 +6,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,19 +17,30 @@ import (
 	"time"
 )
 
-const (
-	stackName   = "swarmhub-e2e"
-	testNetwork = "swarmhub-e2e-users"
-	testLabel   = "swarmhub.test=e2e"
-	password    = "e2e-password-not-secret"
-	instance    = "swarmhub-e2e"
-)
+const password = "e2e-password-not-secret"
 
-// hub is one deployed test stack.
+// hub is one deployed test stack. Each test deploys its own, with its own
+// stack name, network, instance label and port, so tests (and developers)
+// can run them side by side.
 type hub struct {
-	base string
-	root string // storage root on the host (hostpath backend)
-	env  []string
+	name     string // stack name
+	network  string // users overlay network
+	instance string // swarmhub.instance label of its user services
+	port     int
+	base     string
+	root     string // storage root on the host (hostpath backend)
+	env      []string
+}
+
+// freePort asks the kernel for a port that is free right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func repoRoot() string {
@@ -73,10 +85,10 @@ func shQuiet(env []string, name string, args ...string) (string, error) {
 }
 
 // testConfig is the orchestrator configuration of the e2e stack.
-func testConfig(root string, extra string) string {
+func testConfig(h *hub, extra string) string {
 	tag := imageTag()
 	return fmt.Sprintf(`instance: %[4]s
-public_url: http://127.0.0.1:18000
+public_url: %[7]s
 log: {level: debug, format: json}
 redis: {address: "redis:6379"}
 notebook:
@@ -87,6 +99,9 @@ notebook:
   cpu_limit: 1
   cpu_guarantee: 0.05
   network: %[3]s
+  # Volume names are per node, not per stack: give each test stack its own.
+  user_volume: "%[4]s-user-{username}"
+  exchange_volume: "%[4]s-exchange"
   start_timeout: 120s
   concurrent_spawn_limit: 10
 storage:
@@ -102,13 +117,15 @@ auth:
 lifecycle:
   cull: {enabled: false}
   archive: {enabled: false}
-%[6]s`, tag, root, testNetwork, instance, password, extra)
+%[6]s`, tag, h.root, h.network, h.instance, password, extra, h.base)
 }
 
-// deploy brings the stack up with the repository's docker-stack.yml and
-// waits until the orchestrator answers on its host port.
-func deploy(t testing.TB, port int, extraConfig string) *hub {
+// deploy brings a stack named swarmhub-e2e-NAME up with the repository's
+// docker-stack.yml and waits until the orchestrator answers on its host
+// port. extraConfig is appended to the YAML configuration.
+func deploy(t testing.TB, name string, extraConfig string) *hub {
 	t.Helper()
+	port := freePort(t)
 	root, err := os.MkdirTemp("", "swarmhub-e2e-root-")
 	if err != nil {
 		t.Fatal(err)
@@ -116,25 +133,28 @@ func deploy(t testing.TB, port int, extraConfig string) *hub {
 	_ = os.Chmod(root, 0o755)
 	cfgDir, _ := os.MkdirTemp("", "swarmhub-e2e-cfg-")
 	cfgPath := filepath.Join(cfgDir, "orchestrator.yaml")
-	if err := os.WriteFile(cfgPath, []byte(testConfig(root, extraConfig)), 0o644); err != nil {
+	tag := imageTag()
+	stack := "swarmhub-e2e-" + name
+	h := &hub{name: stack, network: stack + "-users", instance: stack, port: port,
+		base: fmt.Sprintf("http://127.0.0.1:%d", port), root: root}
+	if err := os.WriteFile(cfgPath, []byte(testConfig(h, extraConfig)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pwPath := filepath.Join(cfgDir, "dummy-password")
 	_ = os.WriteFile(pwPath, []byte(password+"\n"), 0o600)
-	tag := imageTag()
-	h := &hub{base: fmt.Sprintf("http://127.0.0.1:%d", port), root: root, env: []string{
+	h.env = []string{
 		fmt.Sprintf("SWARMHUB_PORT=%d", port),
 		"SWARMHUB_CONFIG=" + cfgPath,
 		"SWARMHUB_CONFIG_VERSION=" + randHex(6),
 		"SWARMHUB_DUMMY_PASSWORD_FILE=" + pwPath,
 		"SWARMHUB_DUMMY_PASSWORD_VERSION=" + randHex(6),
 		"SWARMHUB_STORAGE_ROOT=" + root,
-		"SWARMHUB_USERS_NETWORK=" + testNetwork,
+		"SWARMHUB_USERS_NETWORK=" + h.network,
 		"SWARMHUB_ORCHESTRATOR_IMAGE=swarmhub/orchestrator:" + tag,
 		"SWARMHUB_REDIS_IMAGE=swarmhub/redis:" + tag,
-	}}
+	}
 	t.Cleanup(func() { h.teardown(t) })
-	sh(t, h.env, "docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml", stackName)
+	sh(t, h.env, "docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml", h.name)
 	h.waitHealthy(t, 3*time.Minute)
 	return h
 }
@@ -156,8 +176,8 @@ func (h *hub) waitHealthy(t testing.TB, timeout time.Duration) {
 		}
 		time.Sleep(time.Second)
 	}
-	ps, _ := shQuiet(nil, "docker", "service", "ps", "--no-trunc", stackName+"_orchestrator")
-	logs, _ := shQuiet(nil, "docker", "service", "logs", "--tail", "50", stackName+"_orchestrator")
+	ps, _ := shQuiet(nil, "docker", "service", "ps", "--no-trunc", h.name+"_orchestrator")
+	logs, _ := shQuiet(nil, "docker", "service", "logs", "--tail", "50", h.name+"_orchestrator")
 	t.Fatalf("orchestrator not healthy within %s (last: %s)\n%s\n%s", timeout, last, ps, logs)
 }
 
@@ -165,25 +185,25 @@ func (h *hub) waitHealthy(t testing.TB, timeout time.Duration) {
 // this instance, even when the test failed.
 func (h *hub) teardown(t testing.TB) {
 	if t.Failed() {
-		if logs, err := shQuiet(nil, "docker", "service", "logs", "--tail", "200", stackName+"_orchestrator"); err == nil {
+		if logs, err := shQuiet(nil, "docker", "service", "logs", "--tail", "300", h.name+"_orchestrator"); err == nil {
 			dir := filepath.Join(repoRoot(), "orchestrator", "e2e", "artifacts")
 			_ = os.MkdirAll(dir, 0o755)
 			_ = os.WriteFile(filepath.Join(dir, "orchestrator-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"), []byte(logs), 0o644)
 		}
 	}
-	_, _ = shQuiet(nil, "docker", "stack", "rm", stackName)
-	removeUserServices()
+	_, _ = shQuiet(nil, "docker", "stack", "rm", h.name)
+	h.removeUserServices()
 	// The stack's network and volumes go once their tasks are gone.
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		out, _ := shQuiet(nil, "docker", "network", "ls", "-q", "--filter", "name="+testNetwork)
+		out, _ := shQuiet(nil, "docker", "network", "ls", "-q", "--filter", "name="+h.network)
 		if strings.TrimSpace(out) == "" {
 			break
 		}
-		_, _ = shQuiet(nil, "docker", "network", "rm", testNetwork)
+		_, _ = shQuiet(nil, "docker", "network", "rm", h.network)
 		time.Sleep(time.Second)
 	}
-	for _, label := range []string{"swarmhub.managed=true", "com.docker.stack.namespace=" + stackName} {
+	for _, label := range []string{"swarmhub.instance=" + h.instance, "com.docker.stack.namespace=" + h.name} {
 		vols, _ := shQuiet(nil, "docker", "volume", "ls", "-q", "--filter", "label="+label)
 		for _, v := range strings.Fields(vols) {
 			_, _ = shQuiet(nil, "docker", "volume", "rm", "-f", v)
@@ -193,23 +213,23 @@ func (h *hub) teardown(t testing.TB) {
 	_ = os.RemoveAll(h.root)
 }
 
-func removeUserServices() {
-	ids, _ := shQuiet(nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.instance="+instance)
+func (h *hub) removeUserServices() {
+	ids, _ := shQuiet(nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.instance="+h.instance)
 	if f := strings.Fields(ids); len(f) > 0 {
 		_, _ = shQuiet(nil, "docker", append([]string{"service", "rm"}, f...)...)
 	}
 }
 
 // servicesOf lists the swarm services labelled for user.
-func servicesOf(t testing.TB, user string) []string {
+func (h *hub) servicesOf(t testing.TB, user string) []string {
 	t.Helper()
-	out := sh(t, nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.user="+user, "--filter", "label=swarmhub.instance="+instance)
+	out := sh(t, nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.user="+user, "--filter", "label=swarmhub.instance="+h.instance)
 	return strings.Fields(out)
 }
 
-func killOrchestrator(t testing.TB) {
+func (h *hub) killOrchestrator(t testing.TB) {
 	t.Helper()
-	out := sh(t, nil, "docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stackName+"_orchestrator")
+	out := sh(t, nil, "docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+h.name+"_orchestrator")
 	ids := strings.Fields(out)
 	if len(ids) == 0 {
 		t.Fatal("no orchestrator container to kill")

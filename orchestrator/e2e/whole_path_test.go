@@ -16,7 +16,7 @@ import (
 // spawn, and an orchestrator restart that loses nothing.
 func TestWholePath(t *testing.T) {
 	requireE2E(t)
-	h := deploy(t, 18000, "")
+	h := deploy(t, "path", "")
 
 	alice := newBrowser(t, h.base)
 	bob := newBrowser(t, h.base)
@@ -54,7 +54,7 @@ func TestWholePath(t *testing.T) {
 			t.Fatalf("write file: %d %s", code, body)
 		}
 		alice.stopServer("alice")
-		if n := len(servicesOf(t, "alice")); n != 0 {
+		if n := len(h.servicesOf(t, "alice")); n != 0 {
 			t.Fatalf("stopped server left %d services", n)
 		}
 		code, _ = alice.api(http.MethodGet, "/user/alice/api/status", nil)
@@ -127,16 +127,16 @@ func TestWholePath(t *testing.T) {
 			t.Fatalf("failure message does not carry Docker's error: %q", last.Message)
 		}
 		deadline := time.Now().Add(30 * time.Second)
-		for len(servicesOf(t, "carol")) != 0 && time.Now().Before(deadline) {
+		for len(h.servicesOf(t, "carol")) != 0 && time.Now().Before(deadline) {
 			time.Sleep(time.Second)
 		}
-		if n := len(servicesOf(t, "carol")); n != 0 {
+		if n := len(h.servicesOf(t, "carol")); n != 0 {
 			t.Fatalf("failed spawn left %d services", n)
 		}
 	})
 
 	t.Run("orchestrator restart keeps servers and sessions", func(t *testing.T) {
-		killOrchestrator(t)
+		h.killOrchestrator(t)
 		time.Sleep(2 * time.Second)
 		h.waitHealthy(t, 3*time.Minute)
 		for _, b := range []*browser{alice, bob} {
@@ -152,7 +152,7 @@ func TestWholePath(t *testing.T) {
 			if code != http.StatusOK {
 				t.Fatalf("%s's server after the orchestrator restart: %d", b.user, code)
 			}
-			if n := len(servicesOf(t, b.user)); n != 1 {
+			if n := len(h.servicesOf(t, b.user)); n != 1 {
 				t.Fatalf("%s has %d services after the restart, want 1", b.user, n)
 			}
 		}
