@@ -111,6 +111,11 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		SpawnLimit:   cfg.Notebook.ConcurrentSpawnLimit,
 	}, log.With("component", "spawner"))
 
+	jb, err := newJobs(cfg, st, mgr, log.With("component", "lifecycle"))
+	if err != nil {
+		return err
+	}
+
 	act := activity.New(st, log)
 	sessions := web.NewSessionCache(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
 	access := &accessEvents{st: st, log: log}
@@ -133,6 +138,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AdminAccess:     cfg.Auth.AdminAccess,
 		AllowedImages:   append([]string{cfg.Notebook.Image}, cfg.Notebook.AllowedImages...),
 		InstructorUsers: canonicalList(namer, cfg.Notebook.InstructorUsers),
+		RemoveData:      jb.RemoveData,
 		Logger:          log.With("component", "web"),
 		Checks: map[string]web.Checker{
 			"redis":  checkFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
@@ -149,6 +155,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Servers:   mgr,
 		Proxy:     px,
 		Sessions:  sessions,
+		Jobs:      jb,
 	})
 
 	// Listen before serving so a taken port fails now, with its address.
@@ -171,6 +178,13 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg(func() { act.Run(bg, 5*time.Second) })
 	goBg(func() { watchRevocations(bg, st, srv, log) })
 	goBg(func() { reseedLoop(bg, st, namer, cfg, log, seeded) })
+	jb.sched.Start(bg)
+	// Reconcile once at startup: adopt what runs, forget what is gone.
+	goBg(func() {
+		if _, err := jb.TriggerReconcile(bg); err != nil && !errors.Is(err, web.ErrJobRunning) {
+			log.Warn("startup reconcile", "err", err)
+		}
+	})
 
 	errc := make(chan error, 2)
 	go func() {
@@ -208,6 +222,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if redirect != nil {
 		_ = redirect.Shutdown(sctx)
 	}
+	_ = jb.sched.Stop(sctx)
 	stopBg()
 	wg.Wait()
 	_ = mgr.Wait(sctx)

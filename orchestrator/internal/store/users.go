@@ -62,6 +62,7 @@ func (s *Store) PutUser(ctx context.Context, u User) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.key("user:", u.Name), u.fields()...)
 		p.SAdd(ctx, s.key("users"), u.Name)
+		p.Del(ctx, s.key("deleted:", u.Name))
 		return nil
 	})
 	if err != nil {
@@ -97,6 +98,7 @@ func (s *Store) UpdateUser(ctx context.Context, name string, fn func(u *User, ex
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, key, u.fields()...)
 			p.SAdd(ctx, s.key("users"), name)
+			p.Del(ctx, s.key("deleted:", name))
 			return nil
 		})
 		out = u
@@ -120,19 +122,36 @@ func (s *Store) watchRetry(ctx context.Context, txf func(*redis.Tx) error, keys 
 	return fmt.Errorf("gave up after repeated concurrent changes: %w", err)
 }
 
-// DeleteUser removes the user record. Sessions, tokens, server and activity
-// are separate: see DeleteUserSessions, DeleteUserTokens, DeleteServer and
-// DeleteActivity.
+// deletedMarkerTTL is how long a deleted user's tombstone lasts: long enough
+// for every replica's reconcile to remove a service that outlived the
+// deletion, short enough not to pile up.
+const deletedMarkerTTL = 30 * 24 * time.Hour
+
+// DeleteUser removes the user record and leaves a tombstone (see
+// WasDeleted). Sessions, tokens, server and activity are separate: see
+// DeleteUserSessions, DeleteUserTokens, DeleteServer and DeleteActivity.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.key("user:", name))
 		p.SRem(ctx, s.key("users"), name)
+		p.Set(ctx, s.key("deleted:", name), "1", deletedMarkerTTL)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete user %q: %w", name, err)
 	}
 	return nil
+}
+
+// WasDeleted says whether name was deleted through DeleteUser (and not
+// created again since). An unknown name that was never deleted is not: a
+// Redis that lost its data must not make reconcile remove everyone's server.
+func (s *Store) WasDeleted(ctx context.Context, name string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.key("deleted:", name)).Result()
+	if err != nil {
+		return false, fmt.Errorf("deleted marker of %q: %w", name, err)
+	}
+	return n == 1, nil
 }
 
 // ListUsers returns every user, sorted by name, in one round trip after the

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -169,5 +170,31 @@ func TestPrefixIsolatesStores(t *testing.T) {
 	}
 	if a.Client() != rdb {
 		t.Error("Client() is not the client given to New")
+	}
+}
+
+func TestDeletedUserLeavesTombstoneUntilRecreated(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	if err := st.PutUser(ctx, store.User{Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if del, _ := st.WasDeleted(ctx, "gone"); del {
+		t.Fatal("existing user reported as deleted")
+	}
+	if err := st.DeleteUser(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if del, err := st.WasDeleted(ctx, "gone"); err != nil || !del {
+		t.Fatalf("deleted user: WasDeleted=%v err=%v", del, err)
+	}
+	if del, _ := st.WasDeleted(ctx, "never-existed"); del {
+		t.Fatal("unknown user reported as deleted")
+	}
+	if err := st.PutUser(ctx, store.User{Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if del, _ := st.WasDeleted(ctx, "gone"); del {
+		t.Fatal("re-created user still reported as deleted")
 	}
 }

@@ -46,5 +46,6 @@ func (s *Server) routes() {
 	api.POST("/users/:name/tokens", s.apiCreateToken, s.requireSelfOrAdmin)
 	api.DELETE("/users/:name/tokens/:id", s.apiDeleteToken, s.requireSelfOrAdmin)
 	api.GET("/events", s.apiEvents, s.requireAdmin)
+	s.lifecycleRoutes(api)
 	s.api = api
 }

@@ -54,6 +54,9 @@ type Deps struct {
 	Proxy     UserProxy
 	// Sessions identifies requests; cmd shares it with the proxy.
 	Sessions *SessionCache
+	// Jobs drives cull, archive and reconcile from the API; nil disables
+	// those endpoints.
+	Jobs Lifecycle
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,

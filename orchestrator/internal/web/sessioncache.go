@@ -32,12 +32,20 @@ type identityStore interface {
 // An entry is trusted for ttl; revocations (block, delete, logout) are
 // pushed to every replica through Redis pub/sub and drop entries at once, so
 // the ttl only bounds the damage of a missed message (Redis restart).
+//
+// When Redis cannot be reached, an identity that was valid within the last
+// StaleIfError is still served (students keep working through a Redis
+// restart; nobody can be revoked meanwhile, because revoking needs Redis
+// too). New logins fail closed: they need Redis to create a session.
 type SessionCache struct {
 	st         identityStore
 	idle, max  time.Duration
 	ttl        time.Duration
 	cookieName string
 	now        func() time.Time
+	// StaleIfError is how long a cached identity outlives its ttl while
+	// Redis is unreachable; 0 turns this off (fail closed).
+	StaleIfError time.Duration
 
 	mu      sync.RWMutex
 	entries map[string]cacheEntry // key: "s:"+session id or "t:"+sha256(token)
@@ -56,7 +64,8 @@ const maxCacheEntries = 200_000
 // NewSessionCache builds a cache over st.
 func NewSessionCache(st identityStore, idle, max, ttl time.Duration, cookieName string) *SessionCache {
 	return &SessionCache{st: st, idle: idle, max: max, ttl: ttl, cookieName: cookieName, now: time.Now,
-		entries: map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
+		StaleIfError: 5 * time.Minute,
+		entries:      map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
 }
 
 // Identify reads the session cookie or an API token from r.
@@ -69,7 +78,7 @@ func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
 		}
 		t, err := c.st.LookupToken(r.Context(), tok)
 		if err != nil {
-			return Identity{}, false
+			return c.stale(key, err)
 		}
 		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token"})
 	}
@@ -83,7 +92,7 @@ func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
 	}
 	s, err := c.st.GetSession(r.Context(), ck.Value, c.idle, c.max)
 	if err != nil {
-		return Identity{}, false
+		return c.stale(key, err)
 	}
 	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, XSRF: s.XSRF})
 }
@@ -98,8 +107,26 @@ func (c *SessionCache) cached(key string) (Identity, bool) {
 	return e.id, true
 }
 
+// stale serves an expired entry when the store failed for a reason other
+// than "no such session" and the entry is recent enough.
+func (c *SessionCache) stale(key string, err error) (Identity, bool) {
+	if errors.Is(err, store.ErrNotFound) || c.StaleIfError <= 0 {
+		return Identity{}, false
+	}
+	c.mu.RLock()
+	e, ok := c.entries[key]
+	c.mu.RUnlock()
+	if !ok || c.now().Sub(e.fetched) > c.ttl+c.StaleIfError {
+		return Identity{}, false
+	}
+	return e.id, true
+}
+
 func (c *SessionCache) fill(ctx context.Context, key string, id Identity) (Identity, bool) {
 	u, err := c.st.GetUser(ctx, id.User)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return c.stale(key, err)
+	}
 	if err != nil || u.Blocked {
 		return Identity{}, false
 	}
@@ -162,5 +189,3 @@ func tokenFromHeader(r *http.Request) string {
 	}
 	return ""
 }
-
-var errNoIdentity = errors.New("not logged in")

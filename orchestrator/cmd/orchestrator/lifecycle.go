@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/lifecycle"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
+)
+
+// jobs is the orchestrator's scheduled work: cull, archive, reconcile.
+// Every run takes a Redis lock, so with several replicas each runs once.
+type jobs struct {
+	sched    *lifecycle.Scheduler
+	culler   *lifecycle.Culler
+	recon    *lifecycle.Reconciler
+	archiver *archive.Archiver
+	st       *store.Store
+	mgr      *spawner.Manager
+	root     string
+	log      *slog.Logger
+
+	mu         sync.Mutex
+	lastCull   lifecycle.CullReport
+	lastRecon  lifecycle.ReconcileReport
+	lastArchiv archive.Manifest
+	onCull     func(n int)
+	onArchive  func(m archive.Manifest)
+}
+
+const (
+	jobCull      = "cull"
+	jobArchive   = "archive"
+	jobReconcile = "reconcile"
+)
+
+func newJobs(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog.Logger) (*jobs, error) {
+	lc := cfg.Lifecycle
+	events := eventSink{st: st, log: log}
+	j := &jobs{st: st, mgr: mgr, root: cfg.Storage.Mount, log: log}
+	j.sched = lifecycle.NewScheduler(lifecycle.LockerFunc(st.Lock, store.ErrLocked), events, lifecycle.SchedulerOptions{
+		KeyPrefix: "lifecycle:", Logger: log,
+	})
+	j.culler = lifecycle.NewCuller(cullServers{st}, activitySource{st}, lifecycle.NewHTTPStatusProber(nil), mgr, events, lifecycle.CullOptions{
+		Timeout: lc.Cull.Timeout, MaxAge: lc.Cull.MaxAge, CullAdmins: lc.Cull.CullAdmins,
+		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Logger: log,
+	})
+	j.recon = lifecycle.NewReconciler(observer{mgr}, records{st: st, mgr: mgr}, userPolicy{st}, events, lifecycle.ReconcileOptions{
+		StartTimeout: cfg.Notebook.StartTimeout + time.Minute, Logger: log,
+	})
+	a, err := archive.New(archive.Options{Root: cfg.Storage.Mount, Exclude: lc.Archive.Exclude,
+		Concurrency: lc.Archive.Concurrency, Keep: lc.Archive.Keep, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle.archive: %w", err)
+	}
+	j.archiver = a
+
+	schedule := func(enabled bool, s string) string {
+		if !enabled {
+			return "off" // still available through the API
+		}
+		return s
+	}
+	if err := j.sched.Add(jobCull, schedule(lc.Cull.Enabled, lc.Cull.Schedule), j.cull); err != nil {
+		return nil, fmt.Errorf("lifecycle.cull.schedule: %w", err)
+	}
+	if err := j.sched.Add(jobArchive, schedule(lc.Archive.Enabled, lc.Archive.Schedule), j.archiveAll); err != nil {
+		return nil, fmt.Errorf("lifecycle.archive.schedule: %w", err)
+	}
+	if err := j.sched.Add(jobReconcile, fmt.Sprintf("@every %s", lc.Reconcile.Interval), j.reconcile); err != nil {
+		return nil, fmt.Errorf("lifecycle.reconcile.interval: %w", err)
+	}
+	return j, nil
+}
+
+func (j *jobs) cull(ctx context.Context) error {
+	rep, err := j.culler.Run(ctx)
+	j.mu.Lock()
+	j.lastCull = rep
+	f := j.onCull
+	j.mu.Unlock()
+	if f != nil {
+		f(len(rep.Culled))
+	}
+	return err
+}
+
+func (j *jobs) reconcile(ctx context.Context) error {
+	rep, err := j.recon.Run(ctx)
+	j.mu.Lock()
+	j.lastRecon = rep
+	j.mu.Unlock()
+	return err
+}
+
+// archiveAll archives every workspace directory under users/, including
+// imported ones whose owners have not logged in yet.
+func (j *jobs) archiveAll(ctx context.Context) error {
+	users, err := j.workspaces()
+	if err != nil {
+		return err
+	}
+	m, err := j.archiver.Run(ctx, users)
+	j.mu.Lock()
+	j.lastArchiv = m
+	f := j.onArchive
+	j.mu.Unlock()
+	if f != nil {
+		f(m)
+	}
+	return err
+}
+
+func (j *jobs) workspaces() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(j.root, "users"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing workspaces: %w", err)
+	}
+	var users []string
+	for _, e := range ents {
+		if e.IsDir() && archive.ValidUser(e.Name()) {
+			users = append(users, e.Name())
+		}
+	}
+	sort.Strings(users)
+	return users, nil
+}
+
+// The methods below are what the web layer's lifecycle endpoints call.
+
+// webErr maps the packages' sentinels onto the web layer's.
+func webErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, lifecycle.ErrLocked):
+		return fmt.Errorf("%w: %w", web.ErrJobRunning, err)
+	case errors.Is(err, archive.ErrNotFound):
+		return fmt.Errorf("%w: %w", web.ErrArchiveMissing, err)
+	case errors.Is(err, archive.ErrExists):
+		return fmt.Errorf("%w: %w", web.ErrRestoreExists, err)
+	}
+	return err
+}
+
+func (j *jobs) TriggerCull(ctx context.Context) (any, error) {
+	if err := j.sched.Trigger(ctx, jobCull); err != nil {
+		return nil, webErr(err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.lastCull, nil
+}
+
+func (j *jobs) TriggerReconcile(ctx context.Context) (any, error) {
+	if err := j.sched.Trigger(ctx, jobReconcile); err != nil {
+		return nil, webErr(err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.lastRecon, nil
+}
+
+// TriggerArchive starts a full run in the background: it can take long.
+func (j *jobs) TriggerArchive(ctx context.Context) error {
+	go func() {
+		bg, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
+		defer cancel()
+		if err := j.sched.Trigger(bg, jobArchive); err != nil {
+			j.log.Warn("archive run", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (j *jobs) ArchiveUser(ctx context.Context, user string) (any, error) {
+	m, err := j.archiver.ArchiveNow(ctx, user)
+	return m, webErr(err)
+}
+
+func (j *jobs) Runs(ctx context.Context) (any, error) { return j.archiver.Runs(ctx) }
+
+func (j *jobs) OpenArchive(run, user string) (io.ReadCloser, int64, error) {
+	rc, n, err := j.archiver.Open(run, user)
+	return rc, n, webErr(err)
+}
+
+func (j *jobs) Restore(ctx context.Context, run, user string, overwrite bool) (string, error) {
+	dest, err := j.archiver.Restore(ctx, run, user, overwrite)
+	return dest, webErr(err)
+}
+
+func (j *jobs) StreamWorkspace(ctx context.Context, w io.Writer, user string) error {
+	return j.archiver.StreamWorkspace(ctx, w, user)
+}
+
+// RemoveData archives a workspace, then deletes it (DELETE user with
+// remove_data=true). The archive must succeed first: nothing is lost.
+func (j *jobs) RemoveData(ctx context.Context, user string) error {
+	dir := filepath.Join(j.root, "users", user)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	m, err := j.archiver.ArchiveNow(ctx, user)
+	if err != nil {
+		return fmt.Errorf("archiving before removal failed, nothing was deleted: %w", err)
+	}
+	if m.Errors() > 0 {
+		return fmt.Errorf("archiving before removal reported errors (run %s), nothing was deleted", m.Run)
+	}
+	return os.RemoveAll(dir)
+}
+
+// eventSink writes job events to the Redis event stream.
+type eventSink struct {
+	st  *store.Store
+	log *slog.Logger
+}
+
+func (e eventSink) AddEvent(ctx context.Context, kind, user, message string) {
+	if err := e.st.AddEvent(ctx, store.Event{Time: time.Now().UTC(), Kind: kind, User: user, Actor: "swarmhub", Message: message}); err != nil {
+		e.log.Warn("recording event", "kind", kind, "err", err)
+	}
+}
+
+type cullServers struct{ st *store.Store }
+
+func (c cullServers) ListRunning(ctx context.Context) ([]lifecycle.ServerInfo, error) {
+	servers, err := c.st.ListServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	users, err := c.st.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	admin := make(map[string]bool, len(users))
+	for _, u := range users {
+		admin[u.Name] = u.Admin
+	}
+	out := make([]lifecycle.ServerInfo, 0, len(servers))
+	for _, s := range servers {
+		if s.State != store.StateRunning {
+			continue
+		}
+		out = append(out, lifecycle.ServerInfo{User: s.User, Admin: admin[s.User], State: s.State,
+			Started: s.Started, Ready: s.Ready, Addr: s.Addr, Token: s.Token})
+	}
+	return out, nil
+}
+
+type activitySource struct{ st *store.Store }
+
+func (a activitySource) LastActivity(ctx context.Context) (map[string]time.Time, error) {
+	return a.st.Activity(ctx)
+}
+
+type observer struct{ mgr *spawner.Manager }
+
+func (o observer) ListObserved(ctx context.Context) ([]lifecycle.ObservedService, error) {
+	obs, err := o.mgr.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lifecycle.ObservedService, 0, len(obs))
+	for _, s := range obs {
+		out = append(out, lifecycle.ObservedService{User: s.User, ServiceID: s.ServiceID, Token: s.Token,
+			Addr: s.Addr, Running: s.TaskState == "running"})
+	}
+	return out, nil
+}
+
+func (o observer) RemoveService(ctx context.Context, user, id string) error {
+	o.mgr.Forget(user)
+	return o.mgr.RemoveService(ctx, id)
+}
+
+type records struct {
+	st  *store.Store
+	mgr *spawner.Manager
+}
+
+func (r records) ListRecords(ctx context.Context) ([]lifecycle.Record, error) {
+	servers, err := r.st.ListServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lifecycle.Record, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, lifecycle.Record{User: s.User, State: s.State, ServiceID: s.ServiceID, Token: s.Token, Requested: s.Requested})
+	}
+	return out, nil
+}
+
+func (r records) Adopt(ctx context.Context, svc lifecycle.ObservedService) error {
+	obs, err := r.mgr.Services(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range obs {
+		if o.ServiceID == svc.ServiceID {
+			_, err := r.mgr.Adopt(ctx, o)
+			return err
+		}
+	}
+	return fmt.Errorf("service %s of %s vanished before adoption", svc.ServiceID, svc.User)
+}
+
+func (r records) MarkStopped(ctx context.Context, user, reason string) error {
+	r.mgr.Forget(user)
+	_, err := r.st.UpdateServer(ctx, user, func(v *store.Server, exists bool) error {
+		v.User = user
+		v.State = store.StateStopped
+		v.Token = ""
+		v.Addr = ""
+		return nil
+	})
+	return err
+}
+
+func (r records) ClearToken(ctx context.Context, user string) error {
+	_, err := r.st.UpdateServer(ctx, user, func(v *store.Server, exists bool) error {
+		v.Token = ""
+		return nil
+	})
+	return err
+}
+
+type userPolicy struct{ st *store.Store }
+
+func (p userPolicy) IsDeletedOrBlocked(ctx context.Context, user string) (bool, error) {
+	u, err := p.st.GetUser(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		// Only a real deletion counts: a Redis that lost its data must not
+		// take every student's server down.
+		return p.st.WasDeleted(ctx, user)
+	}
+	if err != nil {
+		return false, err
+	}
+	return u.Blocked, nil
+}
