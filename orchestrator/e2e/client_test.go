@@ -86,6 +86,15 @@ func (b *browser) login(user, password string) int {
 // api calls the hub API with the session cookie and xsrf header.
 func (b *browser) api(method, path string, body any) (int, []byte) {
 	b.t.Helper()
+	code, out, err := b.apiErr(method, path, body)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return code, out
+}
+
+// apiErr is api for goroutines other than the test's: it never calls Fatal.
+func (b *browser) apiErr(method, path string, body any) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		j, _ := json.Marshal(body)
@@ -98,11 +107,11 @@ func (b *browser) api(method, path string, body any) (int, []byte) {
 	req.Header.Set("X-XSRFToken", b.xsrf)
 	resp, err := b.c.Do(req)
 	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
+	return resp.StatusCode, out, nil
 }
 
 type progress struct {
@@ -193,14 +202,13 @@ func (b *browser) wsHeader() http.Header {
 // executes code over the kernel websocket; it returns text/plain results and
 // stdout joined.
 func (b *browser) runCode(owner, code string) (string, error) {
-	b.t.Helper()
-	status, body := b.api(http.MethodPost, "/user/"+owner+"/api/kernels", map[string]string{"name": "python3"})
-	if status != http.StatusCreated {
-		return "", fmt.Errorf("create kernel: %d %s", status, body)
+	status, body, err := b.apiErr(http.MethodPost, "/user/"+owner+"/api/kernels", map[string]string{"name": "python3"})
+	if err != nil || status != http.StatusCreated {
+		return "", fmt.Errorf("create kernel: %d %s %v", status, body, err)
 	}
 	var k struct{ ID string }
 	_ = json.Unmarshal(body, &k)
-	defer b.api(http.MethodDelete, "/user/"+owner+"/api/kernels/"+k.ID, nil)
+	defer b.apiErr(http.MethodDelete, "/user/"+owner+"/api/kernels/"+k.ID, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

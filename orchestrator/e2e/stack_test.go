@@ -112,13 +112,17 @@ auth:
   authenticator: dummy
   dummy: {password: %[5]s}
   admin_users: [admin]
-  allowed_users: [alice, bob, carol, dave]
+  allowed_users: [alice, bob, carol, dave, eve]
   admin_access: true
-lifecycle:
-  cull: {enabled: false}
-  archive: {enabled: false}
 %[6]s`, tag, h.root, h.network, h.instance, password, extra, h.base)
 }
+
+// defaultLifecycle keeps scheduled jobs out of tests that do not test them;
+// a test that passes its own "lifecycle:" section replaces it.
+const defaultLifecycle = `lifecycle:
+  cull: {enabled: false}
+  archive: {enabled: false}
+`
 
 // deploy brings a stack named swarmhub-e2e-NAME up with the repository's
 // docker-stack.yml and waits until the orchestrator answers on its host
@@ -137,6 +141,9 @@ func deploy(t testing.TB, name string, extraConfig string) *hub {
 	stack := "swarmhub-e2e-" + name
 	h := &hub{name: stack, network: stack + "-users", instance: stack, port: port,
 		base: fmt.Sprintf("http://127.0.0.1:%d", port), root: root}
+	if !strings.Contains(extraConfig, "lifecycle:") {
+		extraConfig = defaultLifecycle + extraConfig
+	}
 	if err := os.WriteFile(cfgPath, []byte(testConfig(h, extraConfig)), 0o644); err != nil {
 		t.Fatal(err)
 	}
