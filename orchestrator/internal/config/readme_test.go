@@ -9,38 +9,43 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 )
 
-var update = flag.Bool("update", false, "rewrite README-config.md from the struct tags")
+var update = flag.Bool("update", false, "rewrite the configuration table in the repository's README.md")
 
-const readmeHeader = `# Configuration keys
-
-Generated from the struct tags in orchestrator/internal/config by
-` + "`go test ./orchestrator/internal/config -run TestReadme -update`" + `; do not edit by hand.
-
-Every key can be set in the YAML file (see stack/orchestrator.yaml) or by its
-environment variable, which wins over the file. Lists in variables are
-comma-separated (` + "`a,b`" + `), maps ` + "`k=v,k2=v2`" + `; a value starting with ` + "`[`" + ` or ` + "`{`" + ` is
-read as YAML (for entries containing commas, such as LDAP DNs). Secrets can
-also be read from a file: the ` + "`<key>_file`" + ` key or the ` + "`<VARIABLE>_FILE`" + `
-variable (trailing newline trimmed); setting both forms is an error.
-Durations are Go durations (` + "`90s`, `15m`, `168h`" + `); sizes are bytes or a number
-with K, M, G or T (binary units, ` + "`1.5G`" + `).
+const (
+	readmePath  = "../../../README.md"
+	tableStart  = "<!-- config-table:start -->\n"
+	tableEnd    = "<!-- config-table:end -->"
+	readmeIntro = `Durations are Go durations (` + "`90s`, `15m`, `168h`" + `); sizes are bytes or a number
+with K, M, G or T (binary units, ` + "`1.5G`" + `). Lists in variables are comma-separated
+(` + "`a,b`" + `), maps ` + "`k=v,k2=v2`" + `; a value starting with ` + "`[`" + ` or ` + "`{`" + ` is read as YAML.
+Generated from the struct tags by ` + "`go test ./orchestrator/internal/config -run TestReadme -update`" + `.
 
 `
+)
 
+// TestReadmeTableIsCurrent keeps the README's table of every key in step
+// with the struct tags.
 func TestReadmeTableIsCurrent(t *testing.T) {
-	want := readmeHeader + config.MarkdownTable()
-	const name = "README-config.md"
-	if *update {
-		if err := os.WriteFile(name, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(name)
+	raw, err := os.ReadFile(readmePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got) != want {
-		t.Errorf("%s is out of date; run go test ./orchestrator/internal/config -run TestReadme -update", name)
+	doc := string(raw)
+	i, j := strings.Index(doc, tableStart), strings.Index(doc, tableEnd)
+	if i < 0 || j < i {
+		t.Fatalf("README.md lacks the %q ... %q markers", tableStart, tableEnd)
+	}
+	want := readmeIntro + config.MarkdownTable()
+	got := doc[i+len(tableStart) : j]
+	if *update {
+		doc = doc[:i+len(tableStart)] + want + doc[j:]
+		if err := os.WriteFile(readmePath, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got != want {
+		t.Errorf("README.md's configuration table is out of date; run go test ./orchestrator/internal/config -run TestReadme -update")
 	}
 }
 
