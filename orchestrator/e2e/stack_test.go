@@ -99,7 +99,9 @@ notebook:
   cpu_limit: 1
   cpu_guarantee: 0.05
   network: %[3]s
-  # Volume names are per node, not per stack: give each test stack its own.
+  # Service and volume names are per swarm, not per stack: give each test
+  # stack its own.
+  service_name: "%[4]s-{username}"
   user_volume: "%[4]s-user-{username}"
   exchange_volume: "%[4]s-exchange"
   start_timeout: 120s
