@@ -106,6 +106,14 @@ type ManagerOptions struct {
 	Clock         func() time.Time
 	// UID and GID own new workspace directories; default 1000:100 (jovyan:users).
 	UID, GID int
+	// Metrics, when set, hears how each spawn of this replica ended.
+	Metrics SpawnObserver
+}
+
+// SpawnObserver is told the outcome of every spawn: its duration from the
+// request, and the failure text ("" when the server became ready).
+type SpawnObserver interface {
+	SpawnFinished(d time.Duration, failureReason string)
 }
 
 // StartOptions are per-start choices.
@@ -297,6 +305,11 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 		if ierr != nil {
 			return fail(fmt.Sprintf("service %s exists but cannot be inspected: %v", serviceName, ierr))
 		}
+		if svc.Spec.Labels[LabelUser] != user || svc.Spec.Labels[LabelInstance] != m.instance() {
+			// Never take over someone else's service (another hub on the
+			// same swarm, or an unrelated service with that name).
+			return fail(fmt.Sprintf("a service named %s exists but does not belong to %s on this hub (instance %q); an admin must remove it or set notebook.service_name", serviceName, user, m.instance()))
+		}
 		rec.ServiceID = svc.ID
 		if t := serviceEnv(svc, EnvToken); t != "" {
 			rec.Token = t
@@ -461,6 +474,9 @@ func (m *Manager) ready(ctx context.Context, rec store.Server, addr string) {
 	m.targets[rec.User] = target{addr: addr, token: rec.Token}
 	delete(m.stale, rec.User)
 	m.mu.Unlock()
+	if m.o.Metrics != nil {
+		m.o.Metrics.SpawnFinished(now.Sub(rec.Requested), "")
+	}
 	url := BaseURL(rec.User)
 	m.progress(ctx, rec.User, store.Progress{Progress: 100, Message: "Server ready at " + url, Ready: true, URL: url})
 	m.event(ctx, EventReady, rec.User, fmt.Sprintf("ready after %s", now.Sub(rec.Requested).Round(time.Millisecond)))
@@ -478,6 +494,12 @@ func (m *Manager) fail(ctx context.Context, rec store.Server, msg string) store.
 	m.progress(ctx, rec.User, store.Progress{Progress: 100, Message: "Spawn failed: " + msg, Failed: true})
 	m.event(ctx, EventFailure, rec.User, msg)
 	m.log.Warn("spawn failed", "user", rec.User, "reason", msg)
+	if m.o.Metrics != nil {
+		if msg == "" {
+			msg = "unknown"
+		}
+		m.o.Metrics.SpawnFinished(m.o.Clock().Sub(rec.Requested), msg)
+	}
 	return rec
 }
 
@@ -891,6 +913,13 @@ func serviceImage(s swarm.Service) string {
 		return img
 	}
 	return ""
+}
+
+func (m *Manager) instance() string {
+	if m.o.Spec.Instance == "" {
+		return DefaultInstance
+	}
+	return m.o.Spec.Instance
 }
 
 func isNameConflict(err error) bool {

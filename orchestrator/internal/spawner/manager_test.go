@@ -292,6 +292,31 @@ func TestStartAdoptsServiceOnNameConflict(t *testing.T) {
 	}
 }
 
+func TestStartRefusesAnotherHubsServiceOfTheSameName(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	o := baseOptions()
+	o.Instance = "another-hub"
+	spec, err := spawner.BuildSpec(spawner.Request{
+		User: "alice", ServiceName: "jupyter-alice", VolumeName: "jupyterhub-user-alice",
+		Token: "their-token", Image: "swarmhub/notebook:dev",
+	}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d.addService(spec)
+	rec, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{})
+	if err == nil && rec.State != spawner.StateFailed {
+		h.settle(t)
+	}
+	if _, token, terr := h.m.Target(context.Background(), "alice"); terr == nil || token == "their-token" {
+		t.Fatalf("another hub's service was adopted (token %q, err %v)", token, terr)
+	}
+	if names := h.d.serviceNames(); len(names) != 1 {
+		t.Errorf("services = %v, want only the other hub's, untouched", names)
+	}
+}
+
 func TestStopRemovesServiceKeepsRecord(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
