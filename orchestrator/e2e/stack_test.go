@@ -126,10 +126,22 @@ const defaultLifecycle = `lifecycle:
   archive: {enabled: false}
 `
 
-// deploy brings a stack named swarmhub-e2e-NAME up with the repository's
-// docker-stack.yml and waits until the orchestrator answers on its host
-// port. extraConfig is appended to the YAML configuration.
-func deploy(t testing.TB, name string, extraConfig string) *hub {
+// deploy brings a stack named swarmhub-e2e-NAME-XXXX up with the
+// repository's docker-stack.yml and waits until the orchestrator answers on
+// its host port. extraConfig is appended to the YAML configuration.
+func deploy(t *testing.T, name string, extraConfig string) *hub {
+	t.Helper()
+	if !strings.Contains(extraConfig, "lifecycle:") {
+		extraConfig = defaultLifecycle + extraConfig
+	}
+	return deployWith(t, name, func(h *hub) string { return testConfig(h, extraConfig) })
+}
+
+// deployWith is deploy with the whole configuration under the test's
+// control: config gets the hub (storage root, network, instance) before the
+// stack starts and returns the YAML; it may put files under h.root, which
+// the orchestrator sees at /srv/swarmhub.
+func deployWith(t *testing.T, name string, config func(h *hub) string) *hub {
 	t.Helper()
 	port := freePort(t)
 	root, err := os.MkdirTemp("", "swarmhub-e2e-root-")
@@ -137,20 +149,26 @@ func deploy(t testing.TB, name string, extraConfig string) *hub {
 		t.Fatal(err)
 	}
 	_ = os.Chmod(root, 0o755)
-	cfgDir, _ := os.MkdirTemp("", "swarmhub-e2e-cfg-")
+	cfgDir := t.TempDir()
 	cfgPath := filepath.Join(cfgDir, "orchestrator.yaml")
 	tag := imageTag()
-	stack := "swarmhub-e2e-" + name
+	// A suffix per run: the same test run twice at once (a developer beside
+	// CI on one machine) must not share services, networks or volumes.
+	stack := "swarmhub-e2e-" + name + "-" + randHex(2)
 	h := &hub{name: stack, network: stack + "-users", instance: stack, port: port,
 		base: fmt.Sprintf("http://127.0.0.1:%d", port), root: root}
-	if !strings.Contains(extraConfig, "lifecycle:") {
-		extraConfig = defaultLifecycle + extraConfig
-	}
-	if err := os.WriteFile(cfgPath, []byte(testConfig(h, extraConfig)), 0o644); err != nil {
+	// Cleanups run last-in first-out: volumes go after teardown has removed
+	// the services that hold them.
+	t.Cleanup(func() { removeVolumesWhenFree(h) })
+	t.Cleanup(func() { h.teardown(t) })
+	if err := os.WriteFile(cfgPath, []byte(config(h)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The stack file always mounts the dummy password secret.
 	pwPath := filepath.Join(cfgDir, "dummy-password")
-	_ = os.WriteFile(pwPath, []byte(password+"\n"), 0o600)
+	if err := os.WriteFile(pwPath, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h.env = []string{
 		fmt.Sprintf("SWARMHUB_PORT=%d", port),
 		"SWARMHUB_CONFIG=" + cfgPath,
@@ -162,10 +180,29 @@ func deploy(t testing.TB, name string, extraConfig string) *hub {
 		"SWARMHUB_ORCHESTRATOR_IMAGE=swarmhub/orchestrator:" + tag,
 		"SWARMHUB_REDIS_IMAGE=swarmhub/redis:" + tag,
 	}
-	t.Cleanup(func() { h.teardown(t) })
 	sh(t, h.env, "docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml", h.name)
 	h.waitHealthy(t, 3*time.Minute)
 	return h
+}
+
+// removeVolumesWhenFree removes the stack's volumes once no task holds them
+// any more: removed while a container is still stopping, a volume survives
+// and a later stack of the same name would bind its stale directory.
+func removeVolumesWhenFree(h *hub) {
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		left := 0
+		for _, label := range []string{"swarmhub.instance=" + h.instance, "com.docker.stack.namespace=" + h.name} {
+			vols, _ := shQuiet(nil, "docker", "volume", "ls", "-q", "--filter", "label="+label)
+			for _, v := range strings.Fields(vols) {
+				if _, err := shQuiet(nil, "docker", "volume", "rm", v); err != nil {
+					left++
+				}
+			}
+		}
+		if left == 0 {
+			return
+		}
+	}
 }
 
 func (h *hub) waitHealthy(t testing.TB, timeout time.Duration) {
@@ -212,12 +249,7 @@ func (h *hub) teardown(t testing.TB) {
 		_, _ = shQuiet(nil, "docker", "network", "rm", h.network)
 		time.Sleep(time.Second)
 	}
-	for _, label := range []string{"swarmhub.instance=" + h.instance, "com.docker.stack.namespace=" + h.name} {
-		vols, _ := shQuiet(nil, "docker", "volume", "ls", "-q", "--filter", "label="+label)
-		for _, v := range strings.Fields(vols) {
-			_, _ = shQuiet(nil, "docker", "volume", "rm", "-f", v)
-		}
-	}
+	// Volumes go in removeVolumesWhenFree, once no stopping task holds them.
 	// Workspaces were written by uid 1000 inside containers; root removes them.
 	_ = os.RemoveAll(h.root)
 }

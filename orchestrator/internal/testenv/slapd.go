@@ -33,17 +33,22 @@ type SlapdOptions struct {
 	// TLS at all (StartTLS is refused), which tests use to show that a failed
 	// StartTLS never falls back to a plaintext bind.
 	TLS bool
+	// ListenHost is the address slapd listens on and the server
+	// certificate names, besides localhost; default 127.0.0.1. End-to-end
+	// tests use the docker_gwbridge gateway so that containers on an overlay
+	// network reach the directory.
+	ListenHost string
 }
 
 // Slapd is a private OpenLDAP server seeded from testdata/ldap/people.ldif.
 type Slapd struct {
-	URL      string // ldap://127.0.0.1:PORT
-	LDAPSURL string // ldaps://127.0.0.1:PORT, empty without TLS
-	Host     string // 127.0.0.1
+	URL      string // ldap://HOST:PORT
+	LDAPSURL string // ldaps://HOST:PORT, empty without TLS
+	Host     string // SlapdOptions.ListenHost, default 127.0.0.1
 	Port     int    // port of URL
 	TLSPort  int    // port of LDAPSURL, 0 without TLS
 
-	CAFile      string // CA that signed the server certificate (localhost, 127.0.0.1, ::1)
+	CAFile      string // CA that signed the server certificate (localhost, 127.0.0.1, ::1, Host)
 	WrongCAFile string // an unrelated CA: verification against it must fail
 
 	BaseDN        string // dc=example,dc=edu
@@ -159,8 +164,12 @@ func LaunchSlapd(o SlapdOptions) (*Slapd, error) {
 	if err != nil {
 		return nil, err
 	}
+	host := o.ListenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	s := &Slapd{
-		Host:          "127.0.0.1",
+		Host:          host,
 		BaseDN:        "dc=example,dc=edu",
 		AdminDN:       "cn=reader,ou=system,dc=example,dc=edu",
 		AdminPassword: "reader-secret",
@@ -196,18 +205,18 @@ func (s *Slapd) launch(o SlapdOptions, slapd, slapadd string) error {
 		}
 	}
 	var err error
-	if s.Port, err = slapdFreePort(); err != nil {
+	if s.Port, err = slapdFreePort(s.Host); err != nil {
 		return err
 	}
-	s.URL = fmt.Sprintf("ldap://%s:%d", s.Host, s.Port)
+	s.URL = "ldap://" + net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
 	listen := s.URL + "/"
 	s.LDAPSURL, s.TLSPort, s.CAFile, s.WrongCAFile = "", 0, "", ""
 	var tlsConf string
 	if o.TLS {
-		if s.TLSPort, err = slapdFreePort(); err != nil {
+		if s.TLSPort, err = slapdFreePort(s.Host); err != nil {
 			return err
 		}
-		s.LDAPSURL = fmt.Sprintf("ldaps://%s:%d", s.Host, s.TLSPort)
+		s.LDAPSURL = "ldaps://" + net.JoinHostPort(s.Host, strconv.Itoa(s.TLSPort))
 		listen += " " + s.LDAPSURL + "/"
 		certFile, keyFile, err := s.writeCerts()
 		if err != nil {
@@ -374,8 +383,8 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-func slapdFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func slapdFreePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}
@@ -389,7 +398,7 @@ func seedLDIF() string {
 }
 
 // writeCerts makes a throw-away CA, a server certificate it signs for
-// localhost/127.0.0.1/::1, and an unrelated second CA.
+// localhost/127.0.0.1/::1 and s.Host, and an unrelated second CA.
 func (s *Slapd) writeCerts() (certFile, keyFile string, err error) {
 	caKey, caCert, caDER, err := newCA("swarmhub test CA")
 	if err != nil {
@@ -412,6 +421,13 @@ func (s *Slapd) writeCerts() (certFile, keyFile string, err error) {
 		NotAfter:     time.Now().Add(48 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if ip := net.ParseIP(s.Host); ip != nil {
+		if !ip.IsLoopback() {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		}
+	} else if s.Host != "localhost" {
+		tmpl.DNSNames = append(tmpl.DNSNames, s.Host)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
