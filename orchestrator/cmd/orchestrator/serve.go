@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/activity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
@@ -102,7 +103,13 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		seeded.set(nil)
 	}
 
+	// The gauges read through closures over srv and px, assigned below.
+	var srv *web.Server
+	var px *proxy.Proxy
+	m := newMetrics(func() int { return srv.RunningCount() }, func() int { return px.OpenWebsockets() })
+
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
+		Metrics:      m,
 		Spec:         specOptions(cfg),
 		Image:        cfg.Notebook.Image,
 		Namer:        namer,
@@ -119,7 +126,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	act := activity.New(st, log)
 	sessions := web.NewSessionCache(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
 	access := &accessEvents{st: st, log: log}
-	px := proxy.New(identifier{sessions}, mgr, act, access, proxy.Options{
+	px = proxy.New(identifier{sessions}, mgr, act, access, proxy.Options{
 		AdminAccess:   cfg.Auth.AdminAccess,
 		CookieName:    cfg.Session.CookieName,
 		Logger:        log.With("component", "proxy"),
@@ -127,7 +134,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	})
 
 	secure := cfg.TLS.CertFile != "" || strings.HasPrefix(cfg.PublicURL, "https://")
-	srv := web.New(web.Options{
+	srv = web.New(web.Options{
 		Version:         version,
 		PublicURL:       cfg.PublicURL,
 		CookieName:      cfg.Session.CookieName,
@@ -139,6 +146,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AllowedImages:   append([]string{cfg.Notebook.Image}, cfg.Notebook.AllowedImages...),
 		InstructorUsers: canonicalList(namer, cfg.Notebook.InstructorUsers),
 		RemoveData:      jb.RemoveData,
+		Metrics:         m.Handler(),
+		WrapProxy:       m.WrapProxy,
 		Logger:          log.With("component", "web"),
 		Checks: map[string]web.Checker{
 			"redis":  checkFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }),
@@ -156,6 +165,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Proxy:     px,
 		Sessions:  sessions,
 		Jobs:      jb,
+		Logins:    m,
+		Archives:  archiveRuns{jb.archiver},
 	})
 
 	// Listen before serving so a taken port fails now, with its address.
@@ -178,6 +189,15 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg(func() { act.Run(bg, 5*time.Second) })
 	goBg(func() { watchRevocations(bg, st, srv, log) })
 	goBg(func() { reseedLoop(bg, st, namer, cfg, log, seeded) })
+	goBg(func() { srv.SampleRunning(bg) })
+	jb.onCull = m.CullStopped
+	jb.onArchive = func(mf archive.Manifest) {
+		var bytes int64
+		for _, e := range mf.Entries {
+			bytes += e.Size
+		}
+		m.ArchiveFinished(mf.Errors() == 0, bytes)
+	}
 	jb.sched.Start(bg)
 	// Reconcile once at startup: adopt what runs, forget what is gone.
 	goBg(func() {

@@ -130,6 +130,8 @@ type Manager struct {
 	log   *slog.Logger
 	probe Prober
 
+	tasks *taskBatcher // task lookups of spawns in flight, one Docker call per round
+
 	mu      sync.RWMutex
 	targets map[string]target // user -> where the running server is
 	stale   map[string]bool   // user -> re-read the address from Docker
@@ -170,6 +172,7 @@ func NewManager(d Docker, st Store, o ManagerOptions, log *slog.Logger) *Manager
 	}
 	return &Manager{
 		d: d, st: st, o: o, log: log.With("component", "spawner"), probe: p,
+		tasks:   newTaskBatcher(d),
 		targets: map[string]target{},
 		stale:   map[string]bool{},
 		spawns:  map[string]*spawn{},
@@ -195,6 +198,46 @@ func lockKey(user string) string { return "spawn:" + user }
 // lockTTL covers a whole spawn so the lock never expires under a live one.
 func (m *Manager) lockTTL() time.Duration { return m.o.StartTimeout + time.Minute }
 
+// spawnLockTTL is how long a spawn's lock outlives the replica holding it:
+// a live spawn refreshes it every third of that, so when a replica dies
+// mid-spawn the student's next start request, on any replica, takes over
+// (adopting the service already created) within seconds instead of after
+// lockTTL.
+const spawnLockTTL = 15 * time.Second
+
+// refresher is a Lock that can be extended (store.Lock can).
+type refresher interface {
+	Refresh(ctx context.Context, ttl time.Duration) error
+}
+
+// keepLock shortens a refreshable lock to spawnLockTTL and keeps refreshing
+// it until the returned stop is called. A lock that cannot be refreshed keeps
+// its full lockTTL.
+func (m *Manager) keepLock(lock Lock, user string) (stop func()) {
+	r, ok := lock.(refresher)
+	if !ok {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(spawnLockTTL / 3)
+		defer t.Stop()
+		for {
+			if err := r.Refresh(ctx, spawnLockTTL); err != nil && ctx.Err() == nil {
+				m.log.Warn("refresh spawn lock", "user", user, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // Start starts the user's server, or returns the one already running or
 // starting. It returns once the service exists; readiness is followed in the
 // background and reported through the progress stream and the record.
@@ -203,9 +246,11 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 	if err != nil || lock == nil {
 		return rec, err
 	}
+	stopKeep := m.keepLock(lock, user)
 	handedOff := false
 	defer func() {
 		if !handedOff {
+			stopKeep()
 			m.release(lock, user, false)
 		}
 	}()
@@ -340,6 +385,7 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 		defer func() {
 			cancel()
 			cancelCause(nil)
+			stopKeep()
 			m.release(lock, user, slotHeld)
 			m.mu.Lock()
 			if m.spawns[user] == sp {
@@ -396,7 +442,7 @@ func (m *Manager) follow(ctx context.Context, rec store.Server) {
 	tick := time.NewTicker(m.o.ProbeInterval)
 	defer tick.Stop()
 	for {
-		task, found, err := m.currentTask(ctx, rec.ServiceID)
+		task, found, err := m.spawnTask(ctx, rec.ServiceID)
 		switch {
 		case ctx.Err() != nil:
 		case err != nil && cerrdefs.IsNotFound(err):

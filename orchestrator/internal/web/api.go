@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,8 +43,13 @@ type userModel struct {
 	Created      *time.Time             `json:"created"`
 	LastActivity *time.Time             `json:"last_activity"`
 	Servers      map[string]serverModel `json:"servers"`
-	State        string                 `json:"state"`
-	Error        string                 `json:"error,omitempty"`
+	// swarmhub's additions: the default server's state, start time and
+	// image, and whether that image is older than the current one.
+	State    string     `json:"state"`
+	Started  *time.Time `json:"started"`
+	Image    string     `json:"image"`
+	Outdated bool       `json:"outdated"`
+	Error    string     `json:"error,omitempty"`
 }
 
 func tptr(t time.Time) *time.Time {
@@ -68,21 +72,33 @@ func (s *Server) server(ctx context.Context, user string) (store.Server, error) 
 	return srv, err
 }
 
-func makeUserModel(u store.User, srv store.Server) userModel {
+func latest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
+}
+
+// makeUserModel joins a user with its server record and its last proxied
+// activity; current is the notebook image new starts get.
+func makeUserModel(u store.User, srv store.Server, activity time.Time, current string) userModel {
 	m := userModel{Kind: "user", Name: u.Name, Admin: u.Admin, Blocked: u.Blocked, Allowed: u.Allowed,
-		Groups: []string{}, Created: tptr(u.Created), LastActivity: tptr(u.LastLogin),
+		Groups: []string{}, Created: tptr(u.Created),
 		Servers: map[string]serverModel{}, State: "stopped"}
 	if srv.State != "" {
 		m.State = srv.State
 	}
 	m.Error = srv.Error
-	last := u.LastLogin
-	if srv.Ready.After(last) {
-		last = srv.Ready
-	}
+	last := latest(u.LastLogin, srv.Ready, activity)
 	m.LastActivity = tptr(last)
 	switch srv.State {
 	case "running", "starting", "stopping":
+		m.Image = srv.Image
+		m.Started = tptr(srv.Started)
+		m.Outdated = srv.Image != "" && current != "" && srv.Image != current
 		sm := serverModel{Name: "", Ready: srv.State == "running", URL: "/user/" + u.Name + "/",
 			ProgressURL: "/hub/api/users/" + u.Name + "/server/progress", Started: tptr(srv.Started),
 			LastActivity: tptr(last), State: srv.State, Image: srv.Image}
@@ -100,28 +116,6 @@ func makeUserModel(u store.User, srv store.Server) userModel {
 		m.Servers[""] = sm
 	}
 	return m
-}
-
-// userModels joins user records with server records, sorted by name.
-func (s *Server) userModels(ctx context.Context) ([]userModel, error) {
-	users, err := s.d.Store.ListUsers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	servers, err := s.d.Store.ListServers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	byUser := make(map[string]store.Server, len(servers))
-	for _, sv := range servers {
-		byUser[sv.User] = sv
-	}
-	out := make([]userModel, 0, len(users))
-	for _, u := range users {
-		out = append(out, makeUserModel(u, byUser[u.Name]))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
 }
 
 func (s *Server) apiVersion(c echo.Context) error {
@@ -145,7 +139,11 @@ func (s *Server) writeUser(c echo.Context, status int, name string) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(status, makeUserModel(u, srv))
+	act, err := s.d.Store.Activity(ctx)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, makeUserModel(u, srv, act[name], s.currentImage(ctx)))
 }
 
 func (s *Server) apiGetUser(c echo.Context) error {
@@ -156,47 +154,27 @@ func (s *Server) apiGetUser(c echo.Context) error {
 	return s.writeUser(c, http.StatusOK, name)
 }
 
+// apiListUsers is JupyterHub's GET /users: state, offset and limit, plus
+// name_filter and sort; the pagination envelope when the client asks for
+// application/jupyterhub-pagination+json.
 func (s *Server) apiListUsers(c echo.Context) error {
-	users, err := s.userModels(c.Request().Context())
+	q, err := parseUserQuery(c, 200, 1000)
 	if err != nil {
 		return err
 	}
-	state := c.QueryParam("state")
-	switch state {
-	case "", "active", "ready", "inactive":
-	default:
-		return apiError(http.StatusBadRequest, "state must be one of active, ready, inactive")
-	}
-	filtered := users[:0]
-	for _, u := range users {
-		running := u.State == "running"
-		active := running || u.State == "starting" || u.State == "stopping"
-		if (state == "active" && !active) || (state == "ready" && !running) || (state == "inactive" && active) {
-			continue
-		}
-		filtered = append(filtered, u)
-	}
-	offset, err := intParam(c, "offset", 0)
+	snap, err := s.loadUsers(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	limit, err := intParam(c, "limit", 200)
-	if err != nil {
-		return err
-	}
-	if limit > 1000 {
-		limit = 1000
-	}
-	total := len(filtered)
-	page := filtered[min(offset, total):min(offset+limit, total)]
+	page, total := selectUsers(snap.Users, q)
 	if strings.Contains(c.Request().Header.Get("Accept"), "application/jupyterhub-pagination+json") {
 		var next any
-		if offset+limit < total {
-			next = map[string]any{"offset": offset + limit, "limit": limit,
-				"url": fmt.Sprintf("/hub/api/users?offset=%d&limit=%d&state=%s", offset+limit, limit, state)}
+		if q.Offset+q.Limit < total {
+			next = map[string]any{"offset": q.Offset + q.Limit, "limit": q.Limit,
+				"url": "/hub/api/users?" + q.values(q.Offset+q.Limit).Encode()}
 		}
 		return c.JSON(http.StatusOK, map[string]any{"items": page,
-			"_pagination": map[string]any{"offset": offset, "limit": limit, "total": total, "next": next}})
+			"_pagination": map[string]any{"offset": q.Offset, "limit": q.Limit, "total": total, "next": next}})
 	}
 	return c.JSON(http.StatusOK, page)
 }
@@ -285,7 +263,7 @@ func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
 			return err
 		}
 		s.event(ctx, "user-added", n, id.User, fmt.Sprintf("added (admin=%v)", u.Admin))
-		created = append(created, makeUserModel(u, store.Server{}))
+		created = append(created, makeUserModel(u, store.Server{}, time.Time{}, ""))
 	}
 	if len(created) == 0 {
 		return apiError(http.StatusConflict, "all of these users exist already")
@@ -418,6 +396,9 @@ func (s *Server) apiStartServer(c echo.Context) error {
 			return apiError(http.StatusBadRequest, fmt.Sprintf("image %q is not in notebook.allowed_images (%s)", body.Image, strings.Join(s.o.AllowedImages, ", ")))
 		}
 	}
+	if body.Image == "" {
+		body.Image = s.currentImage(ctx)
+	}
 	srv, err := s.d.Servers.Start(ctx, name, spawner.StartOptions{Image: body.Image, Instructor: u.Admin || s.instr[name]})
 	var busy *spawner.BusyError
 	switch {
@@ -427,7 +408,7 @@ func (s *Server) apiStartServer(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	m := makeUserModel(u, srv)
+	m := makeUserModel(u, srv, time.Time{}, s.currentImage(ctx))
 	if srv.State == "running" {
 		return c.JSON(http.StatusCreated, m)
 	}
@@ -532,7 +513,14 @@ func (s *Server) apiListTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"api_tokens": toks})
+	// JupyterHub's token model, with the same keys POST returns, so a script
+	// finds its token by "id".
+	out := make([]map[string]any, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, map[string]any{"kind": "api_token", "id": t.ID, "user": t.User, "note": t.Note,
+			"created": tptr(t.Created), "last_activity": tptr(t.LastUsed)})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"api_tokens": out})
 }
 
 func (s *Server) apiCreateToken(c echo.Context) error {

@@ -37,6 +37,12 @@ type Store interface {
 	AddEvent(ctx context.Context, e store.Event) error
 	Events(ctx context.Context, before string, limit int) ([]store.Event, error)
 
+	Activity(ctx context.Context) (map[string]time.Time, error)
+	GetSetting(ctx context.Context, name string) (string, error)
+	SetSetting(ctx context.Context, name, value string) error
+	RecordRunning(ctx context.Context, t time.Time, n int) error
+	RunningSeries(ctx context.Context, since time.Time) ([]store.Sample, error)
+
 	PublishRevoke(ctx context.Context, user string) error
 }
 
@@ -77,4 +83,31 @@ type UserProxy interface {
 // Checker reports the health of one dependency.
 type Checker interface {
 	Check(ctx context.Context) error
+}
+
+// LoginObserver counts login attempts by outcome: success, bad_credentials,
+// banned, not_allowed, unavailable (metrics.Metrics satisfies it).
+type LoginObserver interface {
+	Login(outcome string)
+}
+
+// ArchiveLister lists the archive runs for the dashboard; the lifecycle
+// code adapts the archiver to it.
+type ArchiveLister interface {
+	Runs(ctx context.Context) ([]ArchiveRun, error)
+}
+
+// ArchiveRun is one nightly (or manual) archive run.
+type ArchiveRun struct {
+	Run      string // directory name under archives/, e.g. 2025-03-01
+	Complete bool
+	Users    int
+	Errors   int
+	Files    []ArchiveFile
+}
+
+// ArchiveFile is one user's archive in a run.
+type ArchiveFile struct {
+	User string
+	Size int64
 }

@@ -28,6 +28,17 @@ var staticFS embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"ago": humanAgo,
+	"agop": func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return humanAgo(*t)
+	},
+	"sub":        func(a, b int) int { return a - b },
+	"half":       func(a int) int { return a / 2 },
+	"initial":    initial,
+	"shortImage": shortImage,
+	"bytes":      humanBytes,
 	"withTitle": func(data map[string]any, title string) map[string]any {
 		out := make(map[string]any, len(data)+1)
 		for k, v := range data {
@@ -89,8 +100,13 @@ func safeNext(next, def string) string {
 	if next == "" || len(next) > 2048 || !strings.HasPrefix(next, "/") {
 		return def
 	}
-	if strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\\\r\n\t\x00") {
+	if strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsRune(next, '\\') {
 		return def
+	}
+	for i := 0; i < len(next); i++ {
+		if next[i] < 0x20 || next[i] == 0x7f {
+			return def // control bytes: header splitting, browser quirks
+		}
 	}
 	u, err := url.Parse(next)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
@@ -118,6 +134,21 @@ func (s *Server) showLogin(c echo.Context, status int, next, username, msg strin
 	return s.render(c, status, "login.html", map[string]any{"XSRF": tok, "Next": next, "Username": username, "Error": msg})
 }
 
+// Login outcomes as counted by Deps.Logins.
+const (
+	loginSuccess        = "success"
+	loginBadCredentials = "bad_credentials"
+	loginBanned         = "banned"
+	loginNotAllowed     = "not_allowed"
+	loginUnavailable    = "unavailable"
+)
+
+func (s *Server) countLogin(outcome string) {
+	if s.d.Logins != nil {
+		s.d.Logins.Login(outcome)
+	}
+}
+
 const msgBadLogin = "Invalid username or password. After several failed attempts, logins for that name are paused for a few minutes."
 
 func clientIP(c echo.Context) string {
@@ -139,12 +170,14 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	}
 	user, err := s.d.Namer.Canonical(raw)
 	if err != nil {
+		s.countLogin(loginBadCredentials)
 		return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 	}
 	ip := clientIP(c)
 	if s.d.Regulator != nil {
 		if err := s.d.Regulator.Allowed(ctx, user, ip); err != nil {
 			if errors.Is(err, auth.ErrBanned) {
+				s.countLogin(loginBanned)
 				s.event(ctx, "login-failed", user, "", "login refused: too many failures")
 				return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 			}
@@ -159,6 +192,7 @@ func (s *Server) loginSubmit(c echo.Context) error {
 					s.log.Warn("login regulation unavailable", "err", rerr)
 				}
 			}
+			s.countLogin(loginBadCredentials)
 			s.event(ctx, "login-failed", user, "", "wrong username or password")
 			return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 		}
@@ -168,6 +202,7 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	admin, err := s.d.Policy.Admit(ctx, res)
 	if err != nil {
 		if errors.Is(err, auth.ErrNotAllowed) || errors.Is(err, auth.ErrBlocked) {
+			s.countLogin(loginNotAllowed)
 			s.event(ctx, "login-refused", user, "", err.Error())
 			return s.showLogin(c, http.StatusForbidden, next, raw,
 				"Your account is not allowed on this hub. If you take this course, ask the course staff to add you.")
@@ -186,11 +221,13 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	}
 	c.SetCookie(s.cookie(s.o.CookieName, sess.ID, "/", int(s.o.SessionMax.Seconds()), http.SameSiteLaxMode))
 	c.SetCookie(s.cookie(loginXSRFCookie, "", "/hub/", -1, http.SameSiteStrictMode))
+	s.countLogin(loginSuccess)
 	s.event(ctx, "login", user, user, "logged in")
 	return c.Redirect(http.StatusFound, safeNext(next, "/hub/home"))
 }
 
 func (s *Server) loginUnavailable(c echo.Context, next, raw string, err error) error {
+	s.countLogin(loginUnavailable)
 	s.log.Error("login failed on a dependency", "err", err)
 	msg := "Login is unavailable right now (the hub cannot reach a service it needs). Please try again in a minute; if it persists, tell the course staff."
 	if errors.Is(err, auth.ErrUnavailable) {
@@ -227,11 +264,14 @@ func (s *Server) logout(c echo.Context) error {
 
 func (s *Server) homePage(c echo.Context) error {
 	id, _ := identityOf(c)
-	srv, err := s.server(c.Request().Context(), id.User)
+	ctx := c.Request().Context()
+	srv, err := s.server(ctx, id.User)
 	if err != nil {
 		return err
 	}
-	return s.render(c, http.StatusOK, "home.html", map[string]any{"Server": srv, "XSRF": id.XSRF})
+	outdated := srv.State == "running" && srv.Image != "" && len(s.o.AllowedImages) > 0 && srv.Image != s.currentImage(ctx)
+	return s.render(c, http.StatusOK, "home.html", map[string]any{"Server": srv, "XSRF": id.XSRF,
+		"Advice": failureAdvice(srv.Error), "Outdated": outdated})
 }
 
 func (s *Server) spawnPendingPage(c echo.Context) error {
@@ -277,23 +317,6 @@ func (s *Server) tokenPage(c echo.Context) error {
 		return err
 	}
 	return s.render(c, http.StatusOK, "token.html", map[string]any{"Tokens": toks, "XSRF": id.XSRF})
-}
-
-func (s *Server) adminPage(c echo.Context) error {
-	id, _ := identityOf(c)
-	ctx := c.Request().Context()
-	users, err := s.userModels(ctx)
-	if err != nil {
-		return err
-	}
-	evs, _ := s.d.Store.Events(ctx, "", 20)
-	running := 0
-	for _, u := range users {
-		if u.Server != nil {
-			running++
-		}
-	}
-	return s.render(c, http.StatusOK, "admin.html", map[string]any{"Users": users, "Events": evs, "Running": running, "XSRF": id.XSRF})
 }
 
 func (s *Server) health(c echo.Context) error {

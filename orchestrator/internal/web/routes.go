@@ -23,6 +23,7 @@ func (s *Server) routes() {
 	e.GET("/hub/spawn-pending/:name", s.spawnPendingPage, s.requireLogin)
 	e.GET("/hub/spawn/:name", s.spawnPendingPage, s.requireLogin)
 	e.GET("/hub/admin", s.adminPage, s.requireLogin, s.requireAdmin)
+	e.GET("/hub/admin/gitpuller", s.gitpullerPage, s.requireLogin, s.requireAdmin)
 	e.GET("/hub/token", s.tokenPage, s.requireLogin)
 	e.GET("/user-redirect/*", s.userRedirect)
 	e.GET("/hub/user-redirect/*", s.userRedirect)
@@ -46,6 +47,10 @@ func (s *Server) routes() {
 	api.POST("/users/:name/tokens", s.apiCreateToken, s.requireSelfOrAdmin)
 	api.DELETE("/users/:name/tokens/:id", s.apiDeleteToken, s.requireSelfOrAdmin)
 	api.GET("/events", s.apiEvents, s.requireAdmin)
+	api.GET("/image", s.apiGetImage, s.requireAdmin)
+	api.PUT("/image", s.apiSetImage, s.requireAdmin)
+	api.POST("/image/restart-outdated", s.apiRestartOutdated, s.requireAdmin)
+	api.GET("/gitpuller-link", s.apiGitpullerLink, s.requireAdmin)
 	s.lifecycleRoutes(api)
 	s.api = api
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -34,6 +35,10 @@ type Options struct {
 	// IdentityCacheTTL bounds how long the proxy trusts a cached session
 	// without asking Redis; revocations are pushed sooner (see SessionCache).
 	IdentityCacheTTL time.Duration
+	// WrapProxy, when set, wraps the /user/ proxy handler once (metrics).
+	WrapProxy func(http.Handler) http.Handler
+	// Clock replaces time.Now (idle times, the chart).
+	Clock func() time.Time
 	// RemoveData archives and then deletes a user's workspace
 	// (DELETE /hub/api/users/NAME?remove_data=true); nil disables it.
 	RemoveData func(ctx context.Context, user string) error
@@ -57,6 +62,10 @@ type Deps struct {
 	// Jobs drives cull, archive and reconcile from the API; nil disables
 	// those endpoints.
 	Jobs Lifecycle
+	// Archives lists archive runs on the dashboard; nil hides the section.
+	Archives ArchiveLister
+	// Logins counts login outcomes; nil counts nothing.
+	Logins LoginObserver
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
@@ -68,6 +77,11 @@ type Server struct {
 	log      *slog.Logger
 	sessions *SessionCache
 	instr    map[string]bool
+	proxy    http.Handler
+	now      func() time.Time
+	// running is the number of running servers at the last look (sampler
+	// or dashboard), for a metrics gauge that must not call Redis.
+	running atomic.Int64
 
 	api *echo.Group
 }
@@ -93,6 +107,16 @@ func New(o Options, d Deps) *Server {
 	for _, u := range o.InstructorUsers {
 		s.instr[u] = true
 	}
+	s.now = o.Clock
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if d.Proxy != nil {
+		s.proxy = d.Proxy
+		if o.WrapProxy != nil {
+			s.proxy = o.WrapProxy(d.Proxy)
+		}
+	}
 	s.sessions = d.Sessions
 	if s.sessions == nil {
 		s.sessions = NewSessionCache(d.Store, o.SessionIdle, o.SessionMax, o.IdentityCacheTTL, o.CookieName)
@@ -115,8 +139,8 @@ func (s *Server) Echo() *echo.Echo { return s.e }
 
 // ServeHTTP sends /user/ to the proxy and everything else to echo.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/user/") && s.d.Proxy != nil {
-		s.d.Proxy.ServeHTTP(w, r)
+	if strings.HasPrefix(r.URL.Path, "/user/") && s.proxy != nil {
+		s.proxy.ServeHTTP(w, r)
 		return
 	}
 	s.e.ServeHTTP(w, r)

@@ -55,7 +55,9 @@ type fakeProxy struct {
 	closed []string
 }
 
-func (p *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }
+func (p *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusTeapot)
+}
 func (p *fakeProxy) CloseUser(user string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -1,4 +1,4 @@
-// swarmhub pages: no framework, no build step.
+// swarmhub pages: no framework, no build step, no inline script (CSP).
 (function () {
   "use strict";
   var xsrfMeta = document.querySelector('meta[name="xsrf"]');
@@ -14,21 +14,52 @@
       });
     });
   }
-  function showError(msg) { var el = document.getElementById("msg"); if (el) { el.textContent = msg; el.hidden = false; } else { alert(msg); } }
+  function showError(msg) { var el = document.getElementById("msg"); if (el) { el.textContent = msg; el.hidden = false; el.scrollIntoView({ block: "nearest" }); } else { alert(msg); } }
+  var toastTimer;
+  function toast(msg, bad) {
+    var t = document.getElementById("toast");
+    if (!t) { if (bad) { showError(msg); } return; }
+    t.textContent = msg; t.className = "toast" + (bad ? " bad" : ""); t.hidden = false;
+    clearTimeout(toastTimer); toastTimer = setTimeout(function () { t.hidden = true; }, bad ? 8000 : 3000);
+  }
   function on(id, fn) { var el = document.getElementById(id); if (el) { el.addEventListener("click", fn); } }
   var enc = encodeURIComponent;
+
+  // followProgress reads the spawn progress stream of user into bar/message
+  // elements and calls done(ev) on ready or failed.
+  function followProgress(user, bar, pmsg, log, done) {
+    var es = new EventSource("/hub/api/users/" + enc(user) + "/server/progress");
+    es.onmessage = function (m) {
+      var ev = JSON.parse(m.data);
+      if (bar) { bar.style.width = Math.max(3, ev.progress || 0) + "%"; }
+      if (ev.message) {
+        if (pmsg) { pmsg.textContent = ev.message; }
+        if (log) { var li = document.createElement("li"); li.textContent = ev.message; log.appendChild(li); }
+      }
+      if (ev.ready || ev.failed) { es.close(); done(ev); }
+    };
+    es.onerror = function () { es.close(); setTimeout(function () { followProgress(user, bar, pmsg, log, done); }, 2000); };
+  }
 
   // home
   var home = document.getElementById("home");
   if (home) {
     var me = home.dataset.user;
     on("start", function () {
+      this.disabled = true;
       api("POST", "/users/" + enc(me) + "/server").then(function () { location.href = "/hub/spawn-pending/" + enc(me); })
-        .catch(function (e) { showError(e.message); });
+        .catch(function (e) {
+          document.getElementById("start").disabled = false;
+          showError(e.status === 429 ? "Many servers are starting right now. Try again in a few seconds." : e.message);
+        });
     });
     on("stop", function () {
+      this.disabled = true; this.textContent = "Stopping…";
       api("DELETE", "/users/" + enc(me) + "/server").then(function () { location.reload(); }).catch(function (e) { showError(e.message); });
     });
+    if (home.dataset.state === "starting" && document.getElementById("bar")) {
+      followProgress(me, document.getElementById("bar"), document.getElementById("progress-message"), null, function () { location.reload(); });
+    }
   }
 
   // spawn progress
@@ -37,15 +68,12 @@
     var user = spawn.dataset.user, next = spawn.dataset.next;
     var bar = document.getElementById("bar"), pmsg = document.getElementById("progress-message"), log = document.getElementById("log");
     var follow = function () {
-      var es = new EventSource("/hub/api/users/" + enc(user) + "/server/progress");
-      es.onmessage = function (m) {
-        var ev = JSON.parse(m.data);
-        bar.style.width = (ev.progress || 0) + "%";
-        if (ev.message) { pmsg.textContent = ev.message; var li = document.createElement("li"); li.textContent = ev.message; log.appendChild(li); }
-        if (ev.ready) { es.close(); location.href = next || ev.url; }
-        if (ev.failed) { es.close(); showError(ev.message + " — press Try again; if it keeps failing, tell the course staff."); document.getElementById("retry").hidden = false; }
-      };
-      es.onerror = function () { es.close(); setTimeout(follow, 2000); };
+      followProgress(user, bar, pmsg, log, function (ev) {
+        if (ev.ready) { bar.style.width = "100%"; pmsg.textContent = "Ready! Opening your server…"; location.href = next || ev.url; return; }
+        bar.classList.add("failed");
+        showError(ev.message + " — press Try again; if it keeps failing, tell the course staff and quote this message.");
+        document.getElementById("retry").hidden = false;
+      });
     };
     var start = function (attempt) {
       api("POST", "/users/" + enc(user) + "/server").then(follow).catch(function (e) {
@@ -58,31 +86,100 @@
         showError(e.message); document.getElementById("retry").hidden = false;
       });
     };
-    on("retry", function () { document.getElementById("msg").hidden = true; this.hidden = true; start(0); });
+    on("retry", function () { document.getElementById("msg").hidden = true; this.hidden = true; bar.style.width = "0"; start(0); });
     if (spawn.dataset.state === "starting") { follow(); } else { start(0); }
   }
 
-  // admin
+  // admin dashboard
   var admin = document.getElementById("admin");
   if (admin) {
+    var dialog = document.getElementById("confirm-dialog");
+    var confirmThen = function (title, text, okLabel, fn) {
+      if (!dialog || typeof dialog.showModal !== "function") { if (confirm(text)) { fn(); } return; }
+      document.getElementById("confirm-title").textContent = title;
+      document.getElementById("confirm-text").textContent = text;
+      document.getElementById("confirm-ok").textContent = okLabel;
+      dialog.returnValue = "";
+      dialog.onclose = function () { if (dialog.returnValue === "ok") { fn(); } };
+      dialog.showModal();
+    };
     admin.addEventListener("click", function (ev) {
       var b = ev.target.closest("button[data-user]"); if (!b) { return; }
-      var u = b.dataset.user, p;
-      if (b.classList.contains("stop-user")) { p = api("DELETE", "/users/" + enc(u) + "/server"); }
-      else if (b.classList.contains("start-user")) { p = api("POST", "/users/" + enc(u) + "/server"); }
-      else if (b.classList.contains("block-user")) { if (!confirm("Block " + u + "? Their sessions end and their server stops.")) { return; } p = api("PATCH", "/users/" + enc(u), { blocked: true }); }
-      else if (b.classList.contains("unblock-user")) { p = api("PATCH", "/users/" + enc(u), { blocked: false }); }
-      else if (b.classList.contains("delete-user")) { if (!confirm("Delete " + u + "? Their workspace is kept.")) { return; } p = api("DELETE", "/users/" + enc(u)); }
-      if (p) { b.disabled = true; p.then(function () { location.reload(); }).catch(function (e) { b.disabled = false; showError(e.message); }); }
+      var u = b.dataset.user;
+      var run = function (p, done) {
+        b.disabled = true;
+        p.then(function () { toast(done); setTimeout(function () { location.reload(); }, 400); })
+          .catch(function (e) { b.disabled = false; toast(e.message, true); });
+      };
+      if (b.classList.contains("stop-user")) {
+        confirmThen("Stop " + u + "'s server?", "Running kernels end and unsaved work in open notebooks is lost. The files stay.", "Stop server",
+          function () { run(api("DELETE", "/users/" + enc(u) + "/server"), "Stopped " + u + "'s server"); });
+      } else if (b.classList.contains("start-user")) {
+        run(api("POST", "/users/" + enc(u) + "/server"), "Starting " + u + "'s server");
+      } else if (b.classList.contains("block-user")) {
+        confirmThen("Block " + u + "?", u + " is logged out everywhere, their server stops, and they cannot log in until unblocked. Their files stay.", "Block",
+          function () { run(api("PATCH", "/users/" + enc(u), { blocked: true }), "Blocked " + u); });
+      } else if (b.classList.contains("unblock-user")) {
+        run(api("PATCH", "/users/" + enc(u), { blocked: false }), "Unblocked " + u);
+      } else if (b.classList.contains("delete-user")) {
+        confirmThen("Delete " + u + "?", "The account, its tokens and its server go. The workspace is kept on disk.", "Delete",
+          function () { run(api("DELETE", "/users/" + enc(u)), "Deleted " + u); });
+      }
     });
+    var sf = document.getElementById("state-filter");
+    if (sf) { sf.addEventListener("change", function () { document.getElementById("user-search").submit(); }); }
     var add = document.getElementById("add-users");
     if (add) {
       add.addEventListener("submit", function (ev) {
         ev.preventDefault();
         var names = add.usernames.value.split(/[\s,;]+/).filter(Boolean);
-        api("POST", "/users", { usernames: names, admin: add.admin.checked }).then(function () { location.reload(); }).catch(function (e) { showError(e.message); });
+        if (names.length === 0) { toast("Paste at least one username.", true); return; }
+        api("POST", "/users", { usernames: names, admin: add.admin.checked }).then(function (j) {
+          var r = document.getElementById("add-result");
+          r.textContent = "Added " + j.length + " of " + names.length + " (the others existed already)."; r.hidden = false;
+          setTimeout(function () { location.reload(); }, 900);
+        }).catch(function (e) { toast(e.message, true); });
       });
     }
+    var imf = document.getElementById("image-form");
+    if (imf) {
+      imf.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        api("PUT", "/image", { image: imf.image.value }).then(function (j) { toast("New servers now start with " + j.image); setTimeout(function () { location.reload(); }, 700); })
+          .catch(function (e) { toast(e.message, true); });
+      });
+    }
+    var rf = document.getElementById("restart-form");
+    if (rf) {
+      rf.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var idle = rf.idle.value.trim() || "10m";
+        confirmThen("Restart outdated servers?", "Servers on an older image that have been idle for at least " + idle + " stop and start again on the current image. Active ones are left alone.", "Restart",
+          function () {
+            var btn = document.getElementById("restart-outdated"); btn.disabled = true;
+            api("POST", "/image/restart-outdated?idle=" + enc(idle)).then(function (j) {
+              var r = document.getElementById("restart-result");
+              var failed = Object.keys(j.failed || {});
+              r.textContent = "Restarted " + j.restarted.length + (j.restarted.length ? " (" + j.restarted.join(", ") + ")" : "") +
+                "; still active, left alone: " + j.skipped_active.length + (failed.length ? "; failed: " + failed.join(", ") : "") + ".";
+              r.hidden = false; btn.disabled = false;
+            }).catch(function (e) { btn.disabled = false; toast(e.message, true); });
+          });
+      });
+    }
+  }
+
+  // nbgitpuller link builder
+  var copy = document.getElementById("copy-link");
+  if (copy) {
+    copy.addEventListener("click", function () {
+      var link = copy.dataset.link, field = document.getElementById("gitpuller-link");
+      var done = function () { copy.textContent = "Copied ✓"; toast("Link copied to the clipboard"); setTimeout(function () { copy.textContent = "Copy"; }, 2000); };
+      var fallback = function () { field.select(); try { document.execCommand("copy"); done(); } catch (e) { toast("Select the link and copy it by hand.", true); } };
+      if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(link).then(done, fallback); } else { fallback(); }
+    });
+    var lf = document.getElementById("gitpuller-link");
+    if (lf) { lf.addEventListener("focus", function () { lf.select(); }); }
   }
 
   // tokens

@@ -1,0 +1,266 @@
+// Package metrics exposes swarmhub's Prometheus metrics: running servers,
+// spawns, proxied requests, websockets, culls, archives and logins.
+package metrics
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options name the cheap sources the gauges read at scrape time. Each must
+// answer from memory: a scrape must not fan out into Redis or Docker.
+type Options struct {
+	RunningServers func() int // e.g. web.Server.RunningCount
+	OpenWebsockets func() int // e.g. proxy.Proxy.OpenWebsockets
+}
+
+// Login outcomes, the label values of swarmhub_logins_total.
+const (
+	LoginSuccess        = "success"
+	LoginBadCredentials = "bad_credentials"
+	LoginBanned         = "banned"
+	LoginNotAllowed     = "not_allowed"
+	LoginUnavailable    = "unavailable"
+)
+
+// Spawn failure classes, the label values of swarmhub_spawn_failures_total.
+var failureClasses = []string{"image", "mount", "oom", "timeout", "resources", "stopped", "docker", "other"}
+
+// Metrics is safe for concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	spawnDuration *prometheus.HistogramVec
+	spawnFailures *prometheus.CounterVec
+	culls         prometheus.Counter
+	archives      *prometheus.CounterVec
+	archiveBytes  prometheus.Counter
+	logins        *prometheus.CounterVec
+
+	// Proxied requests by status class, resolved once so that a request
+	// costs no label lookup.
+	proxyCount [6]prometheus.Counter
+	proxyTime  [6]prometheus.Observer
+}
+
+// New registers every metric on a fresh registry (with Go and process
+// collectors).
+func New(o Options) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{reg: reg}
+	if o.RunningServers != nil {
+		f := o.RunningServers
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "swarmhub_running_servers", Help: "User servers in state running.",
+		}, func() float64 { return float64(f()) }))
+	}
+	if o.OpenWebsockets != nil {
+		f := o.OpenWebsockets
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "swarmhub_open_websockets", Help: "Websocket connections proxied by this replica right now.",
+		}, func() float64 { return float64(f()) }))
+	}
+	m.spawnDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "swarmhub_spawn_duration_seconds",
+		Help:    "Time from a start request until the server was ready or the spawn failed.",
+		Buckets: []float64{1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120, 180, 300},
+	}, []string{"outcome"})
+	m.spawnFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "swarmhub_spawn_failures_total", Help: "Failed spawns by reason class.",
+	}, []string{"reason"})
+	m.culls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "swarmhub_culled_servers_total", Help: "Servers stopped by the idle culler.",
+	})
+	m.archives = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "swarmhub_archives_total", Help: "Workspace archives written, by result.",
+	}, []string{"result"})
+	m.archiveBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "swarmhub_archive_bytes_total", Help: "Bytes of workspace archives written.",
+	})
+	m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "swarmhub_logins_total", Help: "Login attempts by outcome.",
+	}, []string{"outcome"})
+	proxyReqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "swarmhub_proxy_requests_total", Help: "Requests proxied to user servers, by status class.",
+	}, []string{"code"})
+	proxyDur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "swarmhub_proxy_request_duration_seconds",
+		Help:    "Time to answer a proxied request (websockets: until the upgrade).",
+		Buckets: []float64{.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"code"})
+	reg.MustRegister(m.spawnDuration, m.spawnFailures, m.culls, m.archives, m.archiveBytes, m.logins, proxyReqs, proxyDur)
+	for i, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"} {
+		m.proxyCount[i] = proxyReqs.WithLabelValues(class)
+		m.proxyTime[i] = proxyDur.WithLabelValues(class)
+	}
+	// Known label values appear at zero, so dashboards and alerts see them
+	// before the first event.
+	for _, c := range failureClasses {
+		m.spawnFailures.WithLabelValues(c)
+	}
+	for _, o := range []string{LoginSuccess, LoginBadCredentials, LoginBanned, LoginNotAllowed, LoginUnavailable} {
+		m.logins.WithLabelValues(o)
+	}
+	m.archives.WithLabelValues("ok")
+	m.archives.WithLabelValues("error")
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry lets cmd register more collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// SpawnFinished records one spawn; failureReason "" means it became ready.
+// It satisfies spawner.SpawnObserver.
+func (m *Metrics) SpawnFinished(d time.Duration, failureReason string) {
+	if failureReason == "" {
+		m.spawnDuration.WithLabelValues("ready").Observe(d.Seconds())
+		return
+	}
+	m.spawnDuration.WithLabelValues("failed").Observe(d.Seconds())
+	m.spawnFailures.WithLabelValues(FailureClass(failureReason)).Inc()
+}
+
+// FailureClass maps a spawn's error text to a short, bounded label value.
+func FailureClass(msg string) string {
+	s := strings.ToLower(msg)
+	has := func(subs ...string) bool {
+		for _, x := range subs {
+			if strings.Contains(s, x) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("no such image", "pull access denied", "manifest unknown", "image not found", "repository does not exist", "invalid reference format"):
+		return "image"
+	case has("mount", "no such device", "volume", "permission denied"):
+		return "mount"
+	case has("oom", "out of memory", "exit code 137", "exit status 137"):
+		return "oom"
+	case has("did not become ready", "timeout", "timed out", "deadline"):
+		return "timeout"
+	case has("insufficient resources", "no suitable node"):
+		return "resources"
+	case has("stopped while starting", "removed while"):
+		return "stopped"
+	case has("create service", "docker", "daemon", "rpc error"):
+		return "docker"
+	}
+	return "other"
+}
+
+// CullStopped counts servers the culler stopped.
+func (m *Metrics) CullStopped(n int) {
+	if n > 0 {
+		m.culls.Add(float64(n))
+	}
+}
+
+// ArchiveFinished counts one workspace archive and its size.
+func (m *Metrics) ArchiveFinished(ok bool, bytes int64) {
+	if !ok {
+		m.archives.WithLabelValues("error").Inc()
+		return
+	}
+	m.archives.WithLabelValues("ok").Inc()
+	if bytes > 0 {
+		m.archiveBytes.Add(float64(bytes))
+	}
+}
+
+// Login counts one login attempt by outcome (the Login* constants).
+func (m *Metrics) Login(outcome string) {
+	m.logins.WithLabelValues(outcome).Inc()
+}
+
+// statusWriter records the status of a proxied response. It keeps the
+// wrapped writer reachable (Unwrap) so http.ResponseController can flush
+// and hijack, which the proxy needs for event streams and websockets.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	start  time.Time
+	// upgraded is the time to the upgrade of a websocket, whose handler
+	// runs for as long as the connection lives.
+	upgraded time.Duration
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack is what httputil.ReverseProxy and the proxy's websocket writer
+// reach for; a hijacked connection counts as 101.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	if err == nil {
+		w.upgraded = time.Since(w.start)
+	}
+	return c, brw, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var writers = sync.Pool{New: func() any { return new(statusWriter) }}
+
+// WrapProxy counts requests to user servers by status class and observes
+// their latency. The wrapper is pooled, so a request allocates nothing here.
+func (m *Metrics) WrapProxy(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := writers.Get().(*statusWriter)
+		*sw = statusWriter{ResponseWriter: w, start: time.Now()}
+		defer func() {
+			status, d := sw.status, sw.upgraded
+			if d == 0 {
+				d = time.Since(sw.start)
+			}
+			sw.ResponseWriter = nil
+			writers.Put(sw)
+			if status == 0 {
+				status = http.StatusOK
+			}
+			i := status/100 - 1
+			if i < 0 || i > 4 {
+				i = 5
+			}
+			m.proxyCount[i].Inc()
+			m.proxyTime[i].Observe(d.Seconds())
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
