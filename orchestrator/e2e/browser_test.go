@@ -15,6 +15,7 @@ import (
 // presses Start, watches the progress page and lands in Jupyter.
 func TestBrowserLoginStartJupyter(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	dir := startDirectory(t)
 	h := deployWith(t, "ldap-browser", func(h *hub) string {
 		return withAuth(t, h, fmt.Sprintf(`auth:

@@ -133,6 +133,7 @@ func (b *browser) userState(t *testing.T, user string) (state string, blocked bo
 // login and the spawn progress page to the target path.
 func TestDashboardInBrowser(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "dashboard", "")
 	adminAPI := newBrowser(t, h.base)
 	if code := adminAPI.login("admin", password); code != http.StatusFound {

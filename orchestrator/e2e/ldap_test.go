@@ -296,6 +296,7 @@ func tokenCall(t *testing.T, h *hub, method, path, token string) (int, []byte) {
 // runtime.
 func TestLDAPBindTemplates(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	dir := startDirectory(t)
 	gw := gwbridgeGateway(t)
 	gate := startGate(t, gw, net.JoinHostPort(dir.Host, fmt.Sprint(dir.Port)))
@@ -586,6 +587,7 @@ func TestLDAPBindTemplates(t *testing.T) {
 // are not on the allow list.
 func TestLDAPLookupDN(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	dir := startDirectory(t)
 	h := deployWith(t, "ldap-lookup", func(h *hub) string {
 		return withAuth(t, h, fmt.Sprintf(`auth:

@@ -100,6 +100,7 @@ func (h *hub) addReplica(t *testing.T) string {
 // workspace is intact.
 func TestCull(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "cull", `lifecycle:
   cull: {enabled: true, schedule: "@every 5s", timeout: 20s}
   archive: {enabled: false}
@@ -178,6 +179,7 @@ func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:
 // archived, downloaded, checked file by file, and restored byte for byte.
 func TestArchiveThroughTheAPI(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "archive", "")
 	admin := h.admin(t)
 	alice := h.student(t, "alice")
@@ -294,6 +296,7 @@ func TestArchiveThroughTheAPI(t *testing.T) {
 // storage root, a second run copies nothing, and the student sees the files.
 func TestImportThenLogin(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "import", "")
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "jupyterhub-user-alice", "_data", "old-homework.ipynb"), []byte(`{"nbformat": 4, "cells": []}`))
@@ -322,6 +325,7 @@ func TestImportThenLogin(t *testing.T) {
 // can be started again.
 func TestReconcile(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "reconcile", "")
 	admin := h.admin(t)
 	token := randHex(16)

@@ -16,6 +16,7 @@ import (
 // spawn, and an orchestrator restart that loses nothing.
 func TestWholePath(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "path", "")
 
 	alice := newBrowser(t, h.base)
