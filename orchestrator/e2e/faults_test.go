@@ -32,12 +32,6 @@ func requireFaults(t *testing.T) {
 	}
 }
 
-// useTinyNotebook makes the stack's default image the tiny test server, so
-// twenty of them start quickly on two cores.
-func useTinyNotebook(t *testing.T) {
-	t.Setenv("SWARMHUB_NOTEBOOK_IMAGE", "swarmhub/tinynotebook:"+imageTag())
-}
-
 // try is a request that reports transport errors instead of failing the
 // test: during a fault the hub may be down.
 func (b *browser) try(method, path string, body any) (int, []byte, error) {
@@ -71,17 +65,18 @@ func (b *browser) shownState() string {
 	return u.State
 }
 
-// untilReady keeps a student's server coming up the way the spawn page does:
-// start it when it is stopped or failed, wait while it starts, done when
-// the proxied status answers 200.
+// untilReady keeps a student's server coming up the way an impatient
+// student does: press Start again every few seconds (start is idempotent)
+// until the proxied status answers 200.
 func (b *browser) untilReady(user string, deadline time.Time) error {
+	var lastStart time.Time
 	for time.Now().Before(deadline) {
 		if code, _, err := b.try(http.MethodGet, "/user/"+user+"/api/status", nil); err == nil && code == http.StatusOK {
 			return nil
 		}
-		switch b.shownState() {
-		case "stopped", "failed":
+		if time.Since(lastStart) >= 5*time.Second {
 			_, _, _ = b.try(http.MethodPost, "/hub/api/users/"+user+"/server", nil)
+			lastStart = time.Now()
 		}
 		time.Sleep(time.Second)
 	}
@@ -116,8 +111,8 @@ func (h *hub) labelledUsers(t *testing.T) map[string]int {
 // server record.
 func TestFaultKill9DuringSpawns(t *testing.T) {
 	requireFaults(t)
-	useTinyNotebook(t)
-	h := deploy(t, "fault-kill9", "")
+	t.Parallel()
+	h := deployTiny(t, "fault-kill9", "")
 	admin := newBrowser(t, h.base)
 	if code := admin.login("admin", password); code != http.StatusFound {
 		t.Fatalf("admin login: %d", code)
@@ -214,8 +209,8 @@ func TestFaultKill9DuringSpawns(t *testing.T) {
 // session cache (stale-if-error), while logins and new spawns answer 503.
 func TestFaultRedisRestartAndOutage(t *testing.T) {
 	requireFaults(t)
-	useTinyNotebook(t)
-	h := deploy(t, "fault-redis", "")
+	t.Parallel()
+	h := deployTiny(t, "fault-redis", "")
 	redisSvc := h.name + "_redis"
 	alice := newBrowser(t, h.base)
 	if code := alice.login("alice", password); code != http.StatusFound {
@@ -254,8 +249,13 @@ func TestFaultRedisRestartAndOutage(t *testing.T) {
 
 	t.Run("outage: cached users keep working, logins and spawns get 503", func(t *testing.T) {
 		// Fill the cache right before the outage, as a working student does.
+		// (A Redis reconnect empties the cache, so the admin must have made
+		// a request since the restart, too.)
 		if code, _, _ := alice.try(http.MethodGet, "/user/alice/api/status", nil); code != http.StatusOK {
 			t.Fatalf("proxied status before the outage: %d", code)
+		}
+		if code, _, _ := admin.try(http.MethodGet, "/hub/api/user", nil); code != http.StatusOK {
+			t.Fatalf("admin before the outage: %d", code)
 		}
 		sh(t, nil, "docker", "service", "scale", "--detach=false", redisSvc+"=0")
 		t.Cleanup(func() { _, _ = shQuiet(nil, "docker", "service", "scale", "--detach=false", redisSvc+"=1") })
@@ -309,6 +309,7 @@ func TestFaultRedisRestartAndOutage(t *testing.T) {
 // stay intact.
 func TestFaultStorageFullDuringArchive(t *testing.T) {
 	requireFaults(t)
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root")
 	}
@@ -402,8 +403,7 @@ func TestFaultDockerdRestart(t *testing.T) {
 	if os.Getenv("SWARMHUB_E2E_DOCKERD_RESTART") != "1" {
 		t.Skip("restarts dockerd for the whole machine: set SWARMHUB_E2E_DOCKERD_RESTART=1 on a machine of your own")
 	}
-	useTinyNotebook(t)
-	h := deploy(t, "fault-dockerd", "") // reconcile.interval defaults to 30 s
+	h := deployTiny(t, "fault-dockerd", "") // reconcile.interval defaults to 30 s
 	students := map[string]*browser{}
 	for _, u := range []string{"alice", "bob"} {
 		b := newBrowser(t, h.base)

@@ -81,7 +81,7 @@ func (h *hub) addReplica(t *testing.T) string {
 	port := freePort(t)
 	name := h.name + "_replica2"
 	sh(t, nil, "docker", "service", "create", "--detach", "--name", name,
-		"--label", "swarmhub.test=e2e", "--network", h.network,
+		"--label", "swarmhub.test=e2e", "--network", h.network, "--network", h.name+"_backend",
 		"--config", "source="+cfgName+",target=/etc/swarmhub/orchestrator.yaml",
 		"--mount", "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
 		"--mount", "type=bind,source="+h.root+",target=/srv/swarmhub",

@@ -63,6 +63,7 @@ func (b *browser) getWith(path string, hdr map[string]string) int {
 // orchestrator's service log for every secret it used.
 func TestSecretsNeverReachTheLog(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "secrets", "")
 
 	wrong := "wrong-password-" + randHex(8)
@@ -159,6 +160,7 @@ func tail(s string, n int) string {
 // servers.
 func TestStudentCodeCannotReachRedis(t *testing.T) {
 	requireE2E(t)
+	t.Parallel()
 	h := deploy(t, "redis-reach", "")
 	alice := newBrowser(t, h.base)
 	if code := alice.login("alice", password); code != http.StatusFound {

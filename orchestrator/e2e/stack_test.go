@@ -141,7 +141,7 @@ func deploy(t *testing.T, name string, extraConfig string) *hub {
 // control: config gets the hub (storage root, network, instance) before the
 // stack starts and returns the YAML; it may put files under h.root, which
 // the orchestrator sees at /srv/swarmhub.
-func deployWith(t *testing.T, name string, config func(h *hub) string) *hub {
+func deployWith(t *testing.T, name string, config func(h *hub) string, env ...string) *hub {
 	t.Helper()
 	port := freePort(t)
 	root, err := os.MkdirTemp("", "swarmhub-e2e-root-")
@@ -180,6 +180,7 @@ func deployWith(t *testing.T, name string, config func(h *hub) string) *hub {
 		"SWARMHUB_ORCHESTRATOR_IMAGE=swarmhub/orchestrator:" + tag,
 		"SWARMHUB_REDIS_IMAGE=swarmhub/redis:" + tag,
 	}
+	h.env = append(h.env, env...)
 	sh(t, h.env, "docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml", h.name)
 	h.waitHealthy(t, 3*time.Minute)
 	return h
@@ -203,6 +204,17 @@ func removeVolumesWhenFree(h *hub) {
 			return
 		}
 	}
+}
+
+// deployTiny is deploy with the tiny test server as every user's default
+// image: for tests about the hub, not about Jupyter.
+func deployTiny(t *testing.T, name string, extraConfig string) *hub {
+	t.Helper()
+	if !strings.Contains(extraConfig, "lifecycle:") {
+		extraConfig = defaultLifecycle + extraConfig
+	}
+	return deployWith(t, name, func(h *hub) string { return testConfig(h, extraConfig) },
+		"SWARMHUB_NOTEBOOK_IMAGE=swarmhub/tinynotebook:"+imageTag())
 }
 
 func (h *hub) waitHealthy(t testing.TB, timeout time.Duration) {

@@ -154,6 +154,8 @@ func webErr(err error) error {
 		return fmt.Errorf("%w: %w", web.ErrArchiveMissing, err)
 	case errors.Is(err, archive.ErrExists):
 		return fmt.Errorf("%w: %w", web.ErrRestoreExists, err)
+	case errors.Is(err, archive.ErrDiskFull):
+		return fmt.Errorf("%w: %w", web.ErrStorageFull, err)
 	}
 	return err
 }

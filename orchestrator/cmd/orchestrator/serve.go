@@ -175,13 +175,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (listen.address/listen.port): %w", addr, err)
 	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := web.NewHTTPServer(srv, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 
 	bg, stopBg := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -224,7 +218,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 			stopBg()
 			return fmt.Errorf("listen on %s (listen.redirect_port): %w", raddr, err)
 		}
-		redirect = &http.Server{Handler: httpsRedirect(cfg.PublicURL), ReadHeaderTimeout: 10 * time.Second}
+		redirect = web.NewHTTPServer(httpsRedirect(cfg.PublicURL), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 		go func() { errc <- redirect.Serve(rln) }()
 	}
 

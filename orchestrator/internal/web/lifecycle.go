@@ -32,6 +32,9 @@ type Lifecycle interface {
 // already runs on some replica; cmd maps the scheduler's error onto it.
 var ErrJobRunning = errors.New("this job is already running")
 
+// ErrStorageFull means the storage root has no space left.
+var ErrStorageFull = errors.New("storage is full")
+
 // ErrArchiveMissing means the run or the user's archive does not exist.
 var ErrArchiveMissing = errors.New("no such archive")
 
@@ -127,6 +130,10 @@ func (s *Server) apiArchiveNow(c echo.Context) error {
 	}
 	m, err := j.ArchiveUser(ctx, user)
 	if err != nil {
+		s.event(ctx, "archive-failed", user, id.User, err.Error())
+		if errors.Is(err, ErrStorageFull) {
+			return apiError(http.StatusInsufficientStorage, "the storage root is full, so "+user+"'s archive could not be written; earlier archives are intact. Free space (or lower lifecycle.archive.keep) and try again")
+		}
 		return fmt.Errorf("archiving %s: %w", user, err)
 	}
 	s.event(ctx, "archive", user, id.User, "archived on request")

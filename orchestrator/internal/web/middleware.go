@@ -1,15 +1,18 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -35,6 +38,26 @@ func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(ctxReqID, id)
 		c.Response().Header().Set("X-Request-Id", id)
+		return next(c)
+	}
+}
+
+// limitBodies bounds what a hub request may send: forms are small, API
+// bodies are JSON lists of names. A larger body fails to parse with a 4xx
+// instead of costing memory. (/user/ traffic never passes here.)
+func (s *Server) limitBodies(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Body != nil && r.Body != http.NoBody {
+			limit := int64(1 << 20)
+			if r.URL.Path == "/hub/login" {
+				limit = 64 << 10
+			}
+			if r.ContentLength > limit {
+				return apiError(http.StatusRequestEntityTooLarge, "request body too large")
+			}
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+		}
 		return next(c)
 	}
 }
@@ -210,6 +233,22 @@ func (s *Server) canonicalParam(c echo.Context) (string, error) {
 	return name, nil
 }
 
+// isUnavailable recognises a dependency that cannot be reached (Redis or
+// Docker down, refused or timing out), as opposed to a bug: those deserve a
+// 503 that says "try again", not a 500.
+func isUnavailable(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe)
+}
+
 // apiErr is an error with a status and a message safe to show.
 type apiErr struct {
 	Status  int
@@ -242,6 +281,11 @@ func (s *Server) httpError(err error, c echo.Context) {
 		if status == http.StatusNotFound {
 			msg = "no such page or API route"
 		}
+	case isUnavailable(err):
+		status = http.StatusServiceUnavailable
+		msg = "the hub cannot reach a service it needs (its database or the Docker engine); your files and running server are safe. Try again in a minute"
+		c.Response().Header().Set("Retry-After", "10")
+		s.log.Error("dependency unavailable", "request_id", c.Get(ctxReqID), "path", c.Request().URL.Path, "err", err)
 	default:
 		s.log.Error("request failed", "request_id", c.Get(ctxReqID), "path", c.Request().URL.Path, "err", err)
 	}

@@ -4,7 +4,7 @@ package web
 // ServeHTTP before echo sees it.
 func (s *Server) routes() {
 	e := s.e
-	e.Pre(s.requestID, s.recoverPanics)
+	e.Pre(s.requestID, s.recoverPanics, s.limitBodies)
 	e.Use(s.accessLog, s.securityHeaders, s.identify)
 
 	e.GET("/", s.root)

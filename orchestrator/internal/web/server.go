@@ -4,6 +4,7 @@ package web
 
 import (
 	"context"
+	"log"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -169,5 +170,18 @@ func (s *Server) DropLocal(user string) {
 	s.sessions.DropUser(user)
 	if s.d.Proxy != nil {
 		s.d.Proxy.CloseUser(user)
+	}
+}
+
+// NewHTTPServer is the http.Server every orchestrator listener uses: bounded
+// header size and header read time (slowloris), idle keep-alives closed.
+// No WriteTimeout: progress streams, downloads and websockets are long.
+func NewHTTPServer(h http.Handler, errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errorLog,
 	}
 }

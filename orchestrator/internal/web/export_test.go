@@ -1,0 +1,4 @@
+package web
+
+// SafeNext exposes safeNext to the black-box fuzz test.
+var SafeNext = safeNext

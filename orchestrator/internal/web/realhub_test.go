@@ -1,0 +1,273 @@
+package web_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	stdlog "log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
+)
+
+// This file wires the real web.Server, the real proxy.Proxy, the real
+// session cache and a real Redis the way cmd/orchestrator/serve.go does, with
+// only the spawner replaced (the upstream Jupyter server is an httptest
+// server that reports what reached it; it is not the subject here).
+
+const (
+	hubCookieName = "swarmhub-session"
+	realPassword  = "real-hub-password"
+)
+
+var errRealNotRunning = errors.New("server not running")
+
+// newHubHTTPServer serves h with the orchestrator's own http.Server
+// settings (web.NewHTTPServer, as cmd/orchestrator uses).
+func newHubHTTPServer(h http.Handler, errLog io.Writer) *httptest.Server {
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config = web.NewHTTPServer(h, stdlog.New(errLog, "http.Server: ", 0))
+	ts.Start()
+	return ts
+}
+
+// realServers stands in for the spawner: Start records a starting server.
+type realServers struct{ st *store.Store }
+
+func (f realServers) Start(ctx context.Context, user string, so spawner.StartOptions) (store.Server, error) {
+	srv := store.Server{User: user, State: "starting", Requested: time.Now().UTC()}
+	return srv, f.st.PutServer(ctx, srv)
+}
+
+func (f realServers) Stop(ctx context.Context, user, reason string) error {
+	err := f.st.DeleteServer(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// realResolver sends every user to the one upstream, except users listed as
+// not running.
+type realResolver struct {
+	addr       string
+	mu         sync.Mutex
+	notRunning map[string]bool
+}
+
+func (r *realResolver) Target(ctx context.Context, user string) (string, string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.notRunning[user] {
+		return "", "", errRealNotRunning
+	}
+	return r.addr, "server-token-of-" + user, nil
+}
+
+func (r *realResolver) Forget(string) {}
+
+// realPolicyLists answers the admission policy from Redis user records.
+type realPolicyLists struct{ st *store.Store }
+
+func (p realPolicyLists) user(ctx context.Context, name string) (store.User, bool, error) {
+	u, err := p.st.GetUser(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return u, false, nil
+	}
+	return u, err == nil, err
+}
+
+func (p realPolicyLists) IsBlocked(ctx context.Context, n string) (bool, error) {
+	u, ok, err := p.user(ctx, n)
+	return ok && u.Blocked, err
+}
+
+func (p realPolicyLists) IsAllowed(ctx context.Context, n string) (bool, error) {
+	u, ok, err := p.user(ctx, n)
+	return ok && u.Allowed, err
+}
+
+func (p realPolicyLists) IsAdmin(ctx context.Context, n string) (bool, error) {
+	u, ok, err := p.user(ctx, n)
+	return ok && u.Admin, err
+}
+
+// proxyIdentifier adapts the session cache to the proxy, as serve.go does.
+type proxyIdentifier struct{ c *web.SessionCache }
+
+func (i proxyIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
+	id, ok := i.c.Identify(r)
+	return proxy.Identity{User: id.User, Admin: id.Admin, Via: id.Via}, ok
+}
+
+// upstreamSeen is what the fake Jupyter server reports about a request.
+type upstreamSeen struct {
+	Path          string `json:"path"`
+	Authorization string `json:"authorization"`
+	Cookie        string `json:"cookie"`
+}
+
+// newUpstream is the stand-in Jupyter server: plain requests get a JSON
+// report of what arrived; websocket upgrades are accepted by hand (101, then
+// the connection idles until the other side closes it), so that each idle
+// websocket costs the upstream side one goroutine and little memory.
+func newUpstream(t testing.TB) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+			_ = brw.Flush()
+			_, _ = io.Copy(io.Discard, brw)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(upstreamSeen{Path: r.URL.EscapedPath(), Authorization: r.Header.Get("Authorization"), Cookie: r.Header.Get("Cookie")})
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+// realHub is one in-process orchestrator front.
+type realHub struct {
+	ts       *httptest.Server
+	srv      *web.Server
+	px       *proxy.Proxy
+	st       *store.Store
+	rdb      *redis.Client
+	resolver *realResolver
+	logs     *syncLog
+}
+
+type hubConfig struct {
+	adminAccess bool
+	rdb         *redis.Client // share one Redis between hubs; nil: a fresh one
+	upstream    *httptest.Server
+	secure      bool // as under TLS: Secure cookies, HSTS
+}
+
+// syncLog collects the hub's log lines (secrecy checks read them).
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newRealHub(t testing.TB, cfg hubConfig) *realHub {
+	t.Helper()
+	rdb := cfg.rdb
+	if rdb == nil {
+		rdb = testenv.RedisClient(t)
+	}
+	up := cfg.upstream
+	if up == nil {
+		up = newUpstream(t)
+	}
+	st := store.New(rdb, "hub:")
+	namer, err := identity.New(identity.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncLog{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx := context.Background()
+	for _, u := range []store.User{{Name: "alice", Allowed: true}, {Name: "bob", Allowed: true}, {Name: "admin", Admin: true, Allowed: true}} {
+		if err := st.PutUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sessions := web.NewSessionCache(st, 8*time.Hour, 168*time.Hour, 30*time.Second, hubCookieName)
+	res := &realResolver{addr: strings.TrimPrefix(up.URL, "http://"), notRunning: map[string]bool{}}
+	px := proxy.New(proxyIdentifier{sessions}, res, nil, nil, proxy.Options{
+		AdminAccess:   cfg.adminAccess,
+		CookieName:    hubCookieName,
+		Logger:        log.With("component", "proxy"),
+		ErrNotRunning: errRealNotRunning,
+	})
+	srv := web.New(web.Options{
+		Version:       "test",
+		CookieName:    hubCookieName,
+		AdminAccess:   cfg.adminAccess,
+		SecureCookies: cfg.secure,
+		TLS:           cfg.secure,
+		Logger:        log.With("component", "web"),
+	}, web.Deps{
+		Store:     st,
+		Auth:      auth.NewDummy(realPassword, namer, log),
+		Policy:    auth.NewPolicy(realPolicyLists{st}, false),
+		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: 1000, Window: time.Minute, Ban: time.Minute}),
+		Namer:     namer,
+		Servers:   realServers{st},
+		Proxy:     px,
+		Sessions:  sessions,
+	})
+	ts := newHubHTTPServer(srv, logs)
+	t.Cleanup(ts.Close)
+	return &realHub{ts: ts, srv: srv, px: px, st: st, rdb: rdb, resolver: res, logs: logs}
+}
+
+// session creates a live session for user directly in Redis.
+func (h *realHub) session(t testing.TB, user string) store.Session {
+	t.Helper()
+	s, err := h.st.CreateSession(context.Background(), user, 8*time.Hour, 168*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// rawExchange sends raw bytes on a fresh TCP connection and reads one
+// response. It returns nil and the read error when the server closed the
+// connection without answering.
+func (h *realHub) rawExchange(t testing.TB, raw string) (*http.Response, string, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", h.ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		return nil, "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, string(b), nil
+}
