@@ -338,6 +338,9 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 	if err != nil {
 		return fail(err.Error())
 	}
+	if err := m.checkVolumes(bg, spec); err != nil {
+		return fail(err.Error())
+	}
 
 	m.progress(bg, user, store.Progress{Progress: 10, Message: "Creating service " + serviceName})
 	resp, err := m.d.ServiceCreate(bg, spec, swarm.ServiceCreateOptions{})
