@@ -378,6 +378,19 @@ func TestCluster(t *testing.T) {
 		}
 		sh(t, nil, "docker", "kill", killed)
 		killedAt := time.Now()
+		// Where the time goes: swarm first has to declare the node down.
+		downDone := make(chan struct{})
+		defer func() { <-downDone }()
+		go func() {
+			defer close(downDone)
+			for time.Since(killedAt) < 3*time.Minute {
+				if out, _ := c.swarm("node", "inspect", "-f", "{{.Status.State}}", killed); strings.TrimSpace(out) == "down" {
+					t.Logf("FIGURE worker_kill_to_node_down_seconds=%.1f", time.Since(killedAt).Seconds())
+					return
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		}()
 		var mu sync.Mutex
 		var back []time.Duration
 		var wg sync.WaitGroup
