@@ -156,7 +156,10 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 		if !svc.Running {
 			continue // starting, or failing: the spawner reports that
 		}
-		adopt := !hasRec || rec.State == "stopped" || rec.State == "failed" ||
+		// A record stuck in "starting" past the start timeout with its task
+		// running lost its spawner (the replica died): take over.
+		stale := rec.State == "starting" && !rec.Requested.IsZero() && now.Sub(rec.Requested) > r.o.StartTimeout
+		adopt := !hasRec || rec.State == "stopped" || rec.State == "failed" || stale ||
 			(rec.State == "running" && rec.ServiceID != svc.ServiceID)
 		if !adopt {
 			continue
