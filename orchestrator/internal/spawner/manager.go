@@ -172,7 +172,7 @@ func NewManager(d Docker, st Store, o ManagerOptions, log *slog.Logger) *Manager
 	}
 	return &Manager{
 		d: d, st: st, o: o, log: log.With("component", "spawner"), probe: p,
-		tasks:   newTaskBatcher(d),
+		tasks:   newTaskBatcher(d, min(defaultGather, o.ProbeInterval/5)),
 		targets: map[string]target{},
 		stale:   map[string]bool{},
 		spawns:  map[string]*spawn{},
