@@ -116,6 +116,9 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		StorageMount: cfg.Storage.Mount,
 		StartTimeout: cfg.Notebook.StartTimeout,
 		SpawnLimit:   cfg.Notebook.ConcurrentSpawnLimit,
+		// Short: blocked students retry in small steps instead of waiting
+		// out a long one while slots free up.
+		RetryAfter: 2 * time.Second,
 	}, log.With("component", "spawner"))
 
 	jb, err := newJobs(cfg, st, mgr, log.With("component", "lifecycle"))

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// loadResult is one closed-loop HTTP load run.
+type loadResult struct {
+	Requests int
+	Errors   int // transport errors and non-200 answers
+	FirstErr string
+	Elapsed  time.Duration
+	RPS      float64
+	Lat      dist
+}
+
+// httpLoad keeps conns requests in flight (one per connection, each
+// starting when the previous answer is read) until dur passes or max
+// requests (if > 0) were sent. mk builds each request.
+func httpLoad(ctx context.Context, conns int, dur time.Duration, max int64, mk func(context.Context) *http.Request) loadResult {
+	tr := &http.Transport{MaxConnsPerHost: conns, MaxIdleConnsPerHost: conns, DisableCompression: true, IdleConnTimeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var sent atomic.Int64
+	var mu sync.Mutex
+	var res loadResult
+	var all []time.Duration
+	start := time.Now()
+	deadline := start.Add(dur)
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 4096)
+			errs := 0
+			first := ""
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				if max > 0 && sent.Add(1) > max {
+					break
+				}
+				req := mk(ctx)
+				t0 := time.Now()
+				resp, err := c.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("%s", resp.Status)
+					}
+				}
+				if err != nil {
+					errs++
+					if first == "" {
+						first = err.Error()
+					}
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			res.Errors += errs
+			if res.FirstErr == "" {
+				res.FirstErr = first
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.Requests = len(all)
+	res.RPS = float64(len(all)) / res.Elapsed.Seconds()
+	res.Lat = summarize(all)
+	return res
+}
+
+// wsRoundTrips sends n messages over one websocket and times each answer.
+// exchange sends one message and reads until its answer is complete.
+func wsRoundTrips(ctx context.Context, conn *websocket.Conn, n int, exchange func(context.Context, *websocket.Conn) error) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if err := exchange(ctx, conn); err != nil {
+			return out, err
+		}
+		out = append(out, time.Since(t0))
+	}
+	return out, nil
+}
+
+// echoExchange is one message echoed by tinynotebook's /echo.
+func echoExchange(ctx context.Context, c *websocket.Conn) error {
+	msg := []byte(`{"bench":"0123456789012345678901234567890123456789012345678901234567890123456789"}`)
+	if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+		return err
+	}
+	_, got, err := c.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if len(got) != len(msg) {
+		return fmt.Errorf("echo returned %d bytes, sent %d", len(got), len(msg))
+	}
+	return nil
+}
+
+// kernelExchange executes 1+1 and reads until both the execute_reply and
+// the kernel's return to idle for that request have arrived.
+func kernelExchange(session string) func(context.Context, *websocket.Conn) error {
+	var seq atomic.Int64
+	return func(ctx context.Context, c *websocket.Conn) error {
+		id := fmt.Sprintf("bench-%s-%d", session, seq.Add(1))
+		msg := map[string]any{
+			"header": map[string]any{"msg_id": id, "username": "bench", "session": session, "msg_type": "execute_request",
+				"version": "5.3", "date": time.Now().UTC().Format(time.RFC3339)},
+			"parent_header": map[string]any{}, "metadata": map[string]any{}, "channel": "shell", "buffers": []any{},
+			"content": map[string]any{"code": "1+1", "silent": false, "store_history": false, "user_expressions": map[string]any{},
+				"allow_stdin": false, "stop_on_error": true},
+		}
+		raw, _ := json.Marshal(msg)
+		if err := c.Write(ctx, websocket.MessageText, raw); err != nil {
+			return err
+		}
+		var replied, idle bool
+		result := ""
+		for !replied || !idle {
+			_, data, err := c.Read(ctx)
+			if err != nil {
+				return fmt.Errorf("reading kernel messages: %w", err)
+			}
+			var m struct {
+				MsgType      string `json:"msg_type"`
+				ParentHeader struct {
+					MsgID string `json:"msg_id"`
+				} `json:"parent_header"`
+				Content map[string]any `json:"content"`
+			}
+			if err := json.Unmarshal(data, &m); err != nil || m.ParentHeader.MsgID != id {
+				continue
+			}
+			switch m.MsgType {
+			case "execute_reply":
+				replied = true
+				if st, _ := m.Content["status"].(string); st != "ok" {
+					return fmt.Errorf("execute_reply status %q", st)
+				}
+			case "execute_result":
+				if d, ok := m.Content["data"].(map[string]any); ok {
+					result = fmt.Sprint(d["text/plain"])
+				}
+			case "status":
+				if m.Content["execution_state"] == "idle" {
+					idle = true
+				}
+			}
+		}
+		if result != "2" {
+			return fmt.Errorf("1+1 gave %q", result)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// proxyTarget is one user server, reachable directly and through the hub.
+type proxyTarget struct {
+	label string
+	user  string
+	s     *session
+	addr  string // task ip:port
+	token string
+}
+
+func (e *env) proxyTargets(ctx context.Context) ([]proxyTarget, error) {
+	img, err := e.debianImage()
+	if err != nil {
+		return nil, err
+	}
+	var out []proxyTarget
+	for _, t := range []struct{ label, user, image string }{
+		{"tinynotebook", "pxtiny", ""},
+		{"notebook-debian", "pxdebian", img},
+	} {
+		s, err := e.ensureServer(ctx, t.user, t.image)
+		if err != nil {
+			return nil, err
+		}
+		addr, token, err := e.serverTarget(ctx, t.user)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, proxyTarget{label: t.label, user: t.user, s: s, addr: addr, token: token})
+	}
+	return out, nil
+}
+
+func (t proxyTarget) directReq(path string) func(context.Context) *http.Request {
+	url := "http://" + t.addr + "/user/" + t.user + path
+	return func(ctx context.Context) *http.Request {
+		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		r.Header.Set("Authorization", "token "+t.token)
+		return r
+	}
+}
+
+func (t proxyTarget) proxiedReq(path string) func(context.Context) *http.Request {
+	url := t.s.base + "/user/" + t.user + path
+	cookie := t.s.cookieHeader()
+	return func(ctx context.Context) *http.Request {
+		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		r.Header.Set("Cookie", cookie)
+		return r
+	}
+}
+
+// suiteProxy: GET /user/NAME/api/status directly vs through the hub.
+func (e *env) suiteProxy(ctx context.Context) ([]table, error) {
+	targets, err := e.proxyTargets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := table{Title: "Proxy, HTTP: GET /user/NAME/api/status, direct to the server's task IP vs through the orchestrator",
+		Head: []string{"server", "conns", "direct req/s", "proxied req/s", "throughput ratio", "direct p50", "proxied p50", "added p50", "direct p99", "proxied p99", "added p99", "errors d/p"}}
+	for _, tg := range targets {
+		for _, conns := range []int{1, 16, 64} {
+			// Warm both paths: connection pools, session cache, address cache.
+			httpLoad(ctx, conns, 300*time.Millisecond, 0, tg.directReq("/api/status"))
+			httpLoad(ctx, conns, 300*time.Millisecond, 0, tg.proxiedReq("/api/status"))
+			d := httpLoad(ctx, conns, e.o.Duration, 0, tg.directReq("/api/status"))
+			p := httpLoad(ctx, conns, e.o.Duration, 0, tg.proxiedReq("/api/status"))
+			t.add(tg.label, fmt.Sprint(conns), fmt.Sprintf("%.0f", d.RPS), fmt.Sprintf("%.0f", p.RPS), ratio(p.RPS, d.RPS),
+				ms(d.Lat.P50), ms(p.Lat.P50), signed(p.Lat.P50-d.Lat.P50), ms(d.Lat.P99), ms(p.Lat.P99), signed(p.Lat.P99-d.Lat.P99),
+				fmt.Sprintf("%d/%d", d.Errors, p.Errors))
+			if d.FirstErr != "" || p.FirstErr != "" {
+				t.Notes = append(t.Notes, fmt.Sprintf("%s at %d: first errors: direct %q, proxied %q", tg.label, conns, d.FirstErr, p.FirstErr))
+			}
+		}
+	}
+	t.Notes = append(t.Notes, fmt.Sprintf("Closed loop: each connection sends its next request when the previous answer is read; %s per side and level after a 0.3 s warm-up. Direct requests carry the server token; proxied ones only the session cookie (the proxy injects the token). Load generator, orchestrator and servers share this machine's 2 cores, so the ratio is a floor for a proxy on its own node.", e.o.Duration))
+	return []table{t}, nil
+}
+
+// suiteWS: websocket round trips directly and through the hub.
+func (e *env) suiteWS(ctx context.Context) ([]table, error) {
+	targets, err := e.proxyTargets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := table{Title: "Proxy, websocket: round trips direct vs through the orchestrator",
+		Head: []string{"exchange", "round trips per side", "direct p50", "proxied p50", "added p50", "direct p99", "proxied p99", "added p99"}}
+	for _, tg := range targets {
+		var n int
+		var exch func(context.Context, *websocket.Conn) error
+		var path string
+		switch tg.label {
+		case "notebook-debian":
+			id, err := e.createKernel(ctx, tg)
+			if err != nil {
+				return nil, err
+			}
+			defer e.deleteKernel(context.WithoutCancel(ctx), tg, id)
+			path = "/api/kernels/" + id + "/channels"
+			exch = kernelExchange("bench")
+			n = e.o.WSRounds
+		default:
+			path = "/echo"
+			exch = echoExchange
+			n = e.o.WSRounds * 5
+		}
+		direct, proxied, err := e.wsCompare(ctx, tg, path, n, exch)
+		if err != nil {
+			return nil, fmt.Errorf("%s websocket: %w", tg.label, err)
+		}
+		d, p := summarize(direct), summarize(proxied)
+		name := "tinynotebook echo (pure proxy)"
+		if tg.label == "notebook-debian" {
+			name = "kernel execute_request 1+1 → reply + idle (notebook-debian)"
+		}
+		t.add(name, fmt.Sprint(n), ms(d.P50), ms(p.P50), signed(p.P50-d.P50), ms(d.P99), ms(p.P99), signed(p.P99-d.P99))
+	}
+	t.Notes = append(t.Notes, "One websocket per side, sequential round trips; the sides alternate in four blocks so that drift hits both. Direct: the server token in Authorization; proxied: the session cookie and the hub's Origin, as a browser sends them.")
+	return []table{t}, nil
+}
+
+func (e *env) wsCompare(ctx context.Context, tg proxyTarget, path string, n int, exch func(context.Context, *websocket.Conn) error) (direct, proxied []time.Duration, err error) {
+	dial := func(viaHub bool) (*websocket.Conn, error) {
+		h := http.Header{}
+		var url string
+		if viaHub {
+			url = "ws" + strings.TrimPrefix(tg.s.base, "http") + "/user/" + tg.user + path
+			h.Set("Cookie", tg.s.cookieHeader())
+			h.Set("Origin", tg.s.base)
+		} else {
+			url = "ws://" + tg.addr + "/user/" + tg.user + path
+			h.Set("Authorization", "token "+tg.token)
+		}
+		c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+		if err != nil {
+			if resp != nil {
+				return nil, fmt.Errorf("dial %s: %w (status %d)", url, err, resp.StatusCode)
+			}
+			return nil, fmt.Errorf("dial %s: %w", url, err)
+		}
+		c.SetReadLimit(1 << 22)
+		return c, nil
+	}
+	dc, err := dial(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer dc.CloseNow()
+	pc, err := dial(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pc.CloseNow()
+	// Warm-up: the kernel's first execution is slow.
+	for _, c := range []*websocket.Conn{dc, pc} {
+		if _, err := wsRoundTrips(ctx, c, 10, exch); err != nil {
+			return nil, nil, err
+		}
+	}
+	const blocks = 4
+	per := n / blocks
+	for i := 0; i < blocks; i++ {
+		d, err := wsRoundTrips(ctx, dc, per, exch)
+		if err != nil {
+			return nil, nil, err
+		}
+		direct = append(direct, d...)
+		p, err := wsRoundTrips(ctx, pc, per, exch)
+		if err != nil {
+			return nil, nil, err
+		}
+		proxied = append(proxied, p...)
+	}
+	return direct, proxied, nil
+}
+
+func (e *env) createKernel(ctx context.Context, tg proxyTarget) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+tg.addr+"/user/"+tg.user+"/api/kernels", strings.NewReader(`{"name":"python3"}`))
+	req.Header.Set("Authorization", "token "+tg.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("create kernel: %w", err)
+	}
+	defer resp.Body.Close()
+	var k struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&k); err != nil || resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("create kernel: %s %v", resp.Status, err)
+	}
+	return k.ID, nil
+}
+
+func (e *env) deleteKernel(ctx context.Context, tg proxyTarget, id string) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+tg.addr+"/user/"+tg.user+"/api/kernels/"+id, nil)
+	req.Header.Set("Authorization", "token "+tg.token)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
