@@ -1,10 +1,8 @@
 package e2e_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,31 +30,9 @@ func requireFaults(t *testing.T) {
 	}
 }
 
-// try is a request that reports transport errors instead of failing the
-// test: during a fault the hub may be down.
-func (b *browser) try(method, path string, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		j, _ := json.Marshal(body)
-		rd = bytes.NewReader(j)
-	}
-	req, _ := http.NewRequest(method, b.base+path, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("X-XSRFToken", b.xsrf)
-	resp, err := b.c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out, nil
-}
-
 // userState is the state the hub API shows for the caller.
 func (b *browser) shownState() string {
-	code, body, err := b.try(http.MethodGet, "/hub/api/user", nil)
+	code, body, err := b.apiErr(http.MethodGet, "/hub/api/user", nil)
 	if err != nil || code != http.StatusOK {
 		return ""
 	}
@@ -71,11 +47,11 @@ func (b *browser) shownState() string {
 func (b *browser) untilReady(user string, deadline time.Time) error {
 	var lastStart time.Time
 	for time.Now().Before(deadline) {
-		if code, _, err := b.try(http.MethodGet, "/user/"+user+"/api/status", nil); err == nil && code == http.StatusOK {
+		if code, _, err := b.apiErr(http.MethodGet, "/user/"+user+"/api/status", nil); err == nil && code == http.StatusOK {
 			return nil
 		}
 		if time.Since(lastStart) >= 5*time.Second {
-			_, _, _ = b.try(http.MethodPost, "/hub/api/users/"+user+"/server", nil)
+			_, _, _ = b.apiErr(http.MethodPost, "/hub/api/users/"+user+"/server", nil)
 			lastStart = time.Now()
 		}
 		time.Sleep(time.Second)
@@ -139,7 +115,7 @@ func TestFaultKill9DuringSpawns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if code, _, err := students[i].try(http.MethodPost, "/hub/api/users/"+u+"/server", nil); err == nil && (code == http.StatusAccepted || code == http.StatusCreated) {
+			if code, _, err := students[i].apiErr(http.MethodPost, "/hub/api/users/"+u+"/server", nil); err == nil && (code == http.StatusAccepted || code == http.StatusCreated) {
 				accepted <- struct{}{}
 			}
 		}()
@@ -229,10 +205,10 @@ func TestFaultRedisRestartAndOutage(t *testing.T) {
 		var sessionOK, proxyOK time.Duration
 		deadline := time.Now().Add(3 * time.Minute)
 		for (sessionOK == 0 || proxyOK == 0) && time.Now().Before(deadline) {
-			if code, body, err := alice.try(http.MethodGet, "/hub/api/user", nil); sessionOK == 0 && err == nil && code == http.StatusOK && strings.Contains(string(body), `"name":"alice"`) {
+			if code, body, err := alice.apiErr(http.MethodGet, "/hub/api/user", nil); sessionOK == 0 && err == nil && code == http.StatusOK && strings.Contains(string(body), `"name":"alice"`) {
 				sessionOK = time.Since(start)
 			}
-			if code, _, err := alice.try(http.MethodGet, "/user/alice/api/status", nil); proxyOK == 0 && err == nil && code == http.StatusOK {
+			if code, _, err := alice.apiErr(http.MethodGet, "/user/alice/api/status", nil); proxyOK == 0 && err == nil && code == http.StatusOK {
 				proxyOK = time.Since(start)
 			}
 			time.Sleep(500 * time.Millisecond)
@@ -251,10 +227,10 @@ func TestFaultRedisRestartAndOutage(t *testing.T) {
 		// Fill the cache right before the outage, as a working student does.
 		// (A Redis reconnect empties the cache, so the admin must have made
 		// a request since the restart, too.)
-		if code, _, _ := alice.try(http.MethodGet, "/user/alice/api/status", nil); code != http.StatusOK {
+		if code, _, _ := alice.apiErr(http.MethodGet, "/user/alice/api/status", nil); code != http.StatusOK {
 			t.Fatalf("proxied status before the outage: %d", code)
 		}
-		if code, _, _ := admin.try(http.MethodGet, "/hub/api/user", nil); code != http.StatusOK {
+		if code, _, _ := admin.apiErr(http.MethodGet, "/hub/api/user", nil); code != http.StatusOK {
 			t.Fatalf("admin before the outage: %d", code)
 		}
 		sh(t, nil, "docker", "service", "scale", "--detach=false", redisSvc+"=0")
@@ -265,7 +241,7 @@ func TestFaultRedisRestartAndOutage(t *testing.T) {
 		var slowest time.Duration
 		for time.Since(down) < 45*time.Second {
 			t0 := time.Now()
-			code, body, err := alice.try(http.MethodGet, "/user/alice/api/status", nil)
+			code, body, err := alice.apiErr(http.MethodGet, "/user/alice/api/status", nil)
 			if d := time.Since(t0); d > slowest {
 				slowest = d
 			}
@@ -284,7 +260,7 @@ func TestFaultRedisRestartAndOutage(t *testing.T) {
 		if code := bob.login("bob", password); code != http.StatusServiceUnavailable {
 			t.Errorf("login while Redis is down: want 503, got %d", code)
 		}
-		code, body, err := admin.try(http.MethodPost, "/hub/api/users/bob/server", nil)
+		code, body, err := admin.apiErr(http.MethodPost, "/hub/api/users/bob/server", nil)
 		if err != nil || code != http.StatusServiceUnavailable {
 			t.Errorf("new spawn while Redis is down: want 503, got %d %s %v", code, body, err)
 		}
@@ -293,7 +269,7 @@ func TestFaultRedisRestartAndOutage(t *testing.T) {
 		back := time.Now()
 		deadline := time.Now().Add(3 * time.Minute)
 		for time.Now().Before(deadline) {
-			if code, _, err := alice.try(http.MethodGet, "/hub/api/user", nil); err == nil && code == http.StatusOK {
+			if code, _, err := alice.apiErr(http.MethodGet, "/hub/api/user", nil); err == nil && code == http.StatusOK {
 				t.Logf("FIGURE redis_back_session_ok_seconds=%.1f", time.Since(back).Seconds())
 				return
 			}

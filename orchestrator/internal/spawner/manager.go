@@ -850,11 +850,17 @@ func (m *Manager) event(ctx context.Context, kind, user, msg string) {
 // reported as a NotFound error.
 func (m *Manager) currentTask(ctx context.Context, service string) (swarm.Task, bool, error) {
 	tasks, err := m.d.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", service))})
+	return m.newestTask(ctx, service, tasks, err)
+}
+
+// newestTask picks the newest of a service's tasks. An empty list can mean
+// the service is gone (stopped elsewhere): that is checked and reported as
+// a NotFound error.
+func (m *Manager) newestTask(ctx context.Context, service string, tasks []swarm.Task, err error) (swarm.Task, bool, error) {
 	if err != nil {
 		return swarm.Task{}, false, err
 	}
 	if len(tasks) == 0 {
-		// An empty list can mean the service is gone (Stop elsewhere).
 		if _, _, err := m.d.ServiceInspectWithRaw(ctx, service, swarm.ServiceInspectOptions{}); err != nil {
 			return swarm.Task{}, false, err
 		}

@@ -119,25 +119,9 @@ func (b *taskBatcher) serve(batch map[string][]chan taskResult) {
 	}
 }
 
-// spawnTask is currentTask for a spawn in flight: the newest task of the
-// service, looked up through the batcher. No task at all can mean the
-// service is gone (stopped elsewhere), reported as a NotFound error.
+// spawnTask is currentTask for a spawn in flight, looked up through the
+// batcher.
 func (m *Manager) spawnTask(ctx context.Context, serviceID string) (swarm.Task, bool, error) {
 	tasks, err := m.tasks.list(ctx, serviceID)
-	if err != nil {
-		return swarm.Task{}, false, err
-	}
-	if len(tasks) == 0 {
-		if _, _, err := m.d.ServiceInspectWithRaw(ctx, serviceID, swarm.ServiceInspectOptions{}); err != nil {
-			return swarm.Task{}, false, err
-		}
-		return swarm.Task{}, false, nil
-	}
-	best := tasks[0]
-	for _, t := range tasks[1:] {
-		if newer(t, best) {
-			best = t
-		}
-	}
-	return best, true, nil
+	return m.newestTask(ctx, serviceID, tasks, err)
 }
