@@ -247,13 +247,19 @@ func (c cullServers) ListRunning(ctx context.Context) ([]lifecycle.ServerInfo, e
 	if err != nil {
 		return nil, err
 	}
-	users, err := c.st.ListUsers(ctx)
+	var names []string
+	for _, s := range servers {
+		if s.State == store.StateRunning {
+			names = append(names, s.User)
+		}
+	}
+	users, err := c.st.GetUsers(ctx, names)
 	if err != nil {
 		return nil, err
 	}
 	admin := make(map[string]bool, len(users))
-	for _, u := range users {
-		admin[u.Name] = u.Admin
+	for name, u := range users {
+		admin[name] = u.Admin
 	}
 	out := make([]lifecycle.ServerInfo, 0, len(servers))
 	for _, s := range servers {

@@ -169,6 +169,33 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 	return users, nil
 }
 
+// GetUsers returns the records of the named users that exist, keyed by
+// name, in one round trip (the culler asks for the few users with a running
+// server, not for every user).
+func (s *Store) GetUsers(ctx context.Context, names []string) (map[string]User, error) {
+	out := make(map[string]User, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(names))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = p.HGetAll(ctx, s.key("user:", n))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get %d users: %w", len(names), err)
+	}
+	for _, c := range cmds {
+		if m := c.Val(); m["name"] != "" {
+			u := userFrom(m)
+			out[u.Name] = u
+		}
+	}
+	return out, nil
+}
+
 // pruneIndex removes index members whose record is gone, checking inside
 // the script so that a record re-created meanwhile keeps its entry.
 // KEYS: index. ARGV: record key prefix, member, member, ...

@@ -198,3 +198,23 @@ func TestDeletedUserLeavesTombstoneUntilRecreated(t *testing.T) {
 		t.Fatal("re-created user still reported as deleted")
 	}
 }
+
+func TestGetUsersReadsOnlyTheNamedOnes(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		if err := st.PutUser(ctx, store.User{Name: n, Admin: n == "b"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := st.GetUsers(ctx, []string{"b", "c", "missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !got["b"].Admin || got["c"].Admin {
+		t.Fatalf("GetUsers = %+v", got)
+	}
+	if got, err := st.GetUsers(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("GetUsers(nil) = %v, %v", got, err)
+	}
+}
