@@ -102,7 +102,7 @@ func TestCull(t *testing.T) {
 	requireE2E(t)
 	t.Parallel()
 	h := deploy(t, "cull", `lifecycle:
-  cull: {enabled: true, schedule: "@every 5s", timeout: 20s}
+  cull: {enabled: true, schedule: "@every 5s", timeout: 45s}
   archive: {enabled: false}
 `)
 	h.addReplica(t)
@@ -118,8 +118,21 @@ func TestCull(t *testing.T) {
 	if code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("write: %d", code)
 	}
-	// carol's kernel sleeps for two minutes: busy, not idle.
-	go func() { _, _ = carol.runCode("carol", "import time\nfor _ in range(120): time.sleep(1)") }()
+	// carol's kernel sleeps for three minutes: busy, not idle. Wait until
+	// Jupyter reports it busy, so a slow machine cannot turn this into a
+	// race between kernel start-up and the cull timeout.
+	go func() { _, _ = carol.runCode("carol", "import time\nfor _ in range(180): time.sleep(1)") }()
+	busyBy := time.Now().Add(90 * time.Second)
+	for {
+		_, body, _ := carol.apiErr(http.MethodGet, "/user/carol/api/kernels", nil)
+		if strings.Contains(string(body), `"execution_state": "busy"`) || strings.Contains(string(body), `"execution_state":"busy"`) {
+			break
+		}
+		if time.Now().After(busyBy) {
+			t.Fatalf("carol's kernel never became busy: %s", body)
+		}
+		time.Sleep(time.Second)
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -132,15 +145,17 @@ func TestCull(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for admin.state(t, "alice") != "stopped" && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Second)
 	}
 	if s := admin.state(t, "alice"); s != "stopped" {
 		t.Fatalf("idle server not culled: state %s", s)
 	}
-	// Give both replicas several more cull periods to misbehave.
-	time.Sleep(15 * time.Second)
+	// Give both replicas several more cull periods to misbehave, and let
+	// carol's proxied traffic age past the timeout: only her busy kernel
+	// keeps her server now.
+	time.Sleep(30 * time.Second)
 	for _, u := range []string{"bob", "carol"} {
 		if s := admin.state(t, u); s != "running" {
 			t.Fatalf("%s was culled (state %s) although active; events: %+v", u, s, admin.events(t))
