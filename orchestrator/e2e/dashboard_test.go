@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,54 +13,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 )
-
-// dashboardChromium finds Debian's Chromium for the dashboard tests.
-func dashboardChromium(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("SWARMHUB_CHROMIUM"), "/usr/bin/chromium"} {
-		if p != "" {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed (apt-get install -y chromium); CI runs the browser tests")
-	}
-	t.Skip("browser test skipped: chromium is not installed (apt-get install -y chromium)")
-	return ""
-}
-
-// newDashboardChrome starts a headless Chromium with a fresh profile (so a
-// logged-out visitor really is logged out) and returns its tab's context.
-func newDashboardChrome(t testing.TB) context.Context {
-	t.Helper()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(dashboardChromium(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1360, 900),
-	)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	if err := chromedp.Do(ctx); err != nil {
-		cancel()
-		cancelAlloc()
-		t.Fatalf("starting chromium: %v", err)
-	}
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	return ctx
-}
 
 // dashShot saves a full-page PNG under orchestrator/e2e/artifacts.
 func dashShot(t testing.TB, ctx context.Context, name string) {
@@ -141,7 +92,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	adminAPI.startServer("bob")
 
-	ctx := newDashboardChrome(t)
+	ctx := newChrome(t)
 	t.Run("admin logs in and sees both students", func(t *testing.T) {
 		step(t, ctx, "open login page", 30*time.Second, chromedp.Navigate(h.base+"/hub/login"))
 		dashShot(t, ctx, "login")
@@ -234,7 +185,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 
 	t.Run("logged-out student follows a user-redirect link", func(t *testing.T) {
-		sctx := newDashboardChrome(t)
+		sctx := newChrome(t)
 		step(t, sctx, "follow the link", 30*time.Second,
 			chromedp.Navigate(h.base+"/hub/user-redirect/tree?x=1"),
 			chromedp.WaitVisible(chromedp.CSS("#login-form")),
