@@ -202,6 +202,12 @@ func (b *browser) wsHeader() http.Header {
 // executes code over the kernel websocket; it returns text/plain results and
 // stdout joined.
 func (b *browser) runCode(owner, code string) (string, error) {
+	return b.runCodeFor(owner, code, 90*time.Second)
+}
+
+// runCodeFor runs code in a fresh kernel and waits up to timeout for it to
+// finish; the kernel is deleted when it returns.
+func (b *browser) runCodeFor(owner, code string, timeout time.Duration) (string, error) {
 	status, body, err := b.apiErr(http.MethodPost, "/user/"+owner+"/api/kernels", map[string]string{"name": "python3"})
 	if err != nil || status != http.StatusCreated {
 		return "", fmt.Errorf("create kernel: %d %s %v", status, body, err)
@@ -210,7 +216,7 @@ func (b *browser) runCode(owner, code string) (string, error) {
 	_ = json.Unmarshal(body, &k)
 	defer b.apiErr(http.MethodDelete, "/user/"+owner+"/api/kernels/"+k.ID, nil)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	wsURL := "ws" + strings.TrimPrefix(b.base, "http") + "/user/" + owner + "/api/kernels/" + k.ID + "/channels"
 	conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: b.wsHeader()})

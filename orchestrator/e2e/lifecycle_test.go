@@ -118,15 +118,34 @@ func TestCull(t *testing.T) {
 	if code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("write: %d", code)
 	}
-	// carol's kernel sleeps for three minutes: busy, not idle. Wait until
+	// carol's kernel sleeps for five minutes: busy, not idle. Wait until
 	// Jupyter reports it busy, so a slow machine cannot turn this into a
-	// race between kernel start-up and the cull timeout.
-	go func() { _, _ = carol.runCode("carol", "import time\nfor _ in range(180): time.sleep(1)") }()
-	busyBy := time.Now().Add(90 * time.Second)
-	for {
+	// race between kernel start-up and the cull timeout. A kernel that
+	// could not be reached is retried (and its error shown), not waited
+	// for in silence.
+	busyBy := time.Now().Add(3 * time.Minute)
+	ranErr := make(chan error, 1)
+	runBusy := func() {
+		go func() {
+			_, err := carol.runCodeFor("carol", "import time\nfor _ in range(300): time.sleep(1)", 6*time.Minute)
+			ranErr <- err
+		}()
+	}
+	runBusy()
+	for attempts := 1; ; {
 		_, body, _ := carol.apiErr(http.MethodGet, "/user/carol/api/kernels", nil)
 		if strings.Contains(string(body), `"execution_state": "busy"`) || strings.Contains(string(body), `"execution_state":"busy"`) {
 			break
+		}
+		select {
+		case err := <-ranErr:
+			if attempts == 3 {
+				t.Fatalf("carol's busy kernel failed %d times, last: %v", attempts, err)
+			}
+			t.Logf("carol's busy kernel ended early (%v); trying again", err)
+			attempts++
+			runBusy()
+		default:
 		}
 		if time.Now().After(busyBy) {
 			t.Fatalf("carol's kernel never became busy: %s", body)

@@ -57,7 +57,7 @@ func newJobs(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog
 		Timeout: lc.Cull.Timeout, MaxAge: lc.Cull.MaxAge, CullAdmins: lc.Cull.CullAdmins,
 		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Logger: log,
 	})
-	j.recon = lifecycle.NewReconciler(observer{mgr}, records{st: st, mgr: mgr}, userPolicy{st}, events, lifecycle.ReconcileOptions{
+	j.recon = lifecycle.NewReconciler(observer{mgr: mgr, st: st, log: log}, records{st: st, mgr: mgr}, userPolicy{st}, events, lifecycle.ReconcileOptions{
 		StartTimeout: cfg.Notebook.StartTimeout + time.Minute, Logger: log,
 	})
 	a, err := archive.New(archive.Options{Root: cfg.Storage.Mount, Exclude: lc.Archive.Exclude,
@@ -278,13 +278,19 @@ func (a activitySource) LastActivity(ctx context.Context) (map[string]time.Time,
 	return a.st.Activity(ctx)
 }
 
-type observer struct{ mgr *spawner.Manager }
+type observer struct {
+	mgr *spawner.Manager
+	st  *store.Store
+	log *slog.Logger
+}
 
 func (o observer) ListObserved(ctx context.Context) ([]lifecycle.ObservedService, error) {
 	obs, err := o.mgr.Services(ctx)
 	if err != nil {
 		return nil, err
 	}
+	o.mgr.Retarget(obs)
+	o.fixAddresses(ctx, obs)
 	out := make([]lifecycle.ObservedService, 0, len(obs))
 	for _, s := range obs {
 		out = append(out, lifecycle.ObservedService{User: s.User, ServiceID: s.ServiceID, Token: s.Token,
@@ -292,6 +298,45 @@ func (o observer) ListObserved(ctx context.Context) ([]lifecycle.ObservedService
 	}
 	return out, nil
 }
+
+// fixAddresses writes the address Docker reports into the record of every
+// running server whose task came back elsewhere (after a dockerd or node
+// restart), so the culler's probes and the next replica to start read the
+// right one. A record that changed meanwhile (stopped, another service) is
+// left alone.
+func (o observer) fixAddresses(ctx context.Context, obs []spawner.Observed) {
+	recs, err := o.st.ListServers(ctx)
+	if err != nil {
+		o.log.Warn("reconcile: read server records to check addresses", "err", err)
+		return
+	}
+	byUser := make(map[string]store.Server, len(recs))
+	for _, r := range recs {
+		byUser[r.User] = r
+	}
+	for _, s := range obs {
+		r, ok := byUser[s.User]
+		if s.Addr == "" || !ok || r.State != store.StateRunning || r.ServiceID != s.ServiceID || r.Addr == s.Addr {
+			continue
+		}
+		_, err := o.st.UpdateServer(ctx, s.User, func(v *store.Server, _ bool) error {
+			if v.State != store.StateRunning || v.ServiceID != s.ServiceID {
+				return errAddressUnchanged
+			}
+			v.Addr = s.Addr
+			return nil
+		})
+		switch {
+		case errors.Is(err, errAddressUnchanged):
+		case err != nil:
+			o.log.Warn("reconcile: record new server address", "user", s.User, "err", err)
+		default:
+			o.log.Info("reconcile: server address changed", "user", s.User, "from", r.Addr, "to", s.Addr)
+		}
+	}
+}
+
+var errAddressUnchanged = errors.New("record changed meanwhile")
 
 func (o observer) RemoveService(ctx context.Context, user, id string) error {
 	o.mgr.Forget(user)

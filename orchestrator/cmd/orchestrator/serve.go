@@ -187,6 +187,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg(func() { watchRevocations(bg, st, srv, log) })
 	goBg(func() { reseedLoop(bg, st, namer, cfg, log, seeded) })
 	goBg(func() { srv.SampleRunning(bg) })
+	goBg(func() { mgr.WatchAddresses(bg, cfg.Lifecycle.Reconcile.Interval) })
 	jb.onCull = m.CullStopped
 	jb.onArchive = func(mf archive.Manifest) {
 		var bytes int64

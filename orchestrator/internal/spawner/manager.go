@@ -134,7 +134,6 @@ type Manager struct {
 
 	mu      sync.RWMutex
 	targets map[string]target // user -> where the running server is
-	stale   map[string]bool   // user -> re-read the address from Docker
 	wg      sync.WaitGroup    // background spawns
 	spawns  map[string]*spawn // user -> this replica's spawn in flight
 }
@@ -174,7 +173,6 @@ func NewManager(d Docker, st Store, o ManagerOptions, log *slog.Logger) *Manager
 		d: d, st: st, o: o, log: log.With("component", "spawner"), probe: p,
 		tasks:   newTaskBatcher(d, min(defaultGather, o.ProbeInterval/5)),
 		targets: map[string]target{},
-		stale:   map[string]bool{},
 		spawns:  map[string]*spawn{},
 	}
 }
@@ -521,7 +519,6 @@ func (m *Manager) ready(ctx context.Context, rec store.Server, addr string) {
 	}
 	m.mu.Lock()
 	m.targets[rec.User] = target{addr: addr, token: rec.Token}
-	delete(m.stale, rec.User)
 	m.mu.Unlock()
 	if m.o.Metrics != nil {
 		m.o.Metrics.SpawnFinished(now.Sub(rec.Requested), "")
@@ -644,7 +641,12 @@ func (m *Manager) Stop(ctx context.Context, user, reason string) error {
 }
 
 // Target returns where the user's running server listens and its token.
-// It answers from memory; after Forget it reads the task address from Docker.
+// It answers from memory. On a miss it asks Docker for the task's address
+// rather than trusting the one in the store: after a restart of dockerd (or
+// of a node) tasks come back with new addresses, and an old address may by
+// then belong to another student's server. Only when Docker cannot be
+// asked does it fall back to the stored address; Retarget corrects that
+// once Docker answers again.
 func (m *Manager) Target(ctx context.Context, user string) (addr, token string, err error) {
 	m.mu.RLock()
 	t, ok := m.targets[user]
@@ -659,18 +661,17 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 	if rec.State != StateRunning {
 		return "", "", ErrNotRunning
 	}
-	m.mu.RLock()
-	stale := m.stale[user]
-	m.mu.RUnlock()
-	addr = rec.Addr
-	if addr == "" || stale {
-		task, found, err := m.currentTask(ctx, or(rec.ServiceID, rec.ServiceName))
-		if err != nil && !cerrdefs.IsNotFound(err) {
+	task, found, err := m.currentTask(ctx, or(rec.ServiceID, rec.ServiceName))
+	switch {
+	case err != nil && !cerrdefs.IsNotFound(err):
+		if rec.Addr == "" {
 			return "", "", fmt.Errorf("find task of %s: %w", user, err)
 		}
-		if !found || task.Status.State != swarm.TaskStateRunning {
-			return "", "", ErrNotRunning
-		}
+		m.log.Warn("Docker unreachable: routing to the stored server address until it answers", "user", user, "err", err)
+		addr = rec.Addr
+	case !found || task.Status.State != swarm.TaskStateRunning:
+		return "", "", ErrNotRunning
+	default:
 		if addr = taskAddr(task, m.o.Spec.Network, m.port()); addr == "" {
 			return "", "", ErrNotRunning
 		}
@@ -683,7 +684,6 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 	}
 	m.mu.Lock()
 	m.targets[user] = target{addr: addr, token: rec.Token}
-	delete(m.stale, user)
 	m.mu.Unlock()
 	return addr, rec.Token, nil
 }
@@ -692,8 +692,36 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 func (m *Manager) Forget(user string) {
 	m.mu.Lock()
 	delete(m.targets, user)
-	m.stale[user] = true
 	m.mu.Unlock()
+}
+
+// Retarget brings the cached addresses in line with what Docker reports
+// (the reconciler calls it with every listing): a task that moved or came
+// back with a new address is routed to at once, and a server whose task is
+// not running is asked for again on its next request. Without it a restarted
+// task whose old address went to another server would go on receiving the
+// first one's requests until a connection failed.
+func (m *Manager) Retarget(obs []Observed) (moved []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, o := range obs {
+		t, ok := m.targets[o.User]
+		if !ok {
+			continue
+		}
+		switch {
+		case o.Addr == "":
+			delete(m.targets, o.User)
+			moved = append(moved, o.User)
+		case o.Addr != t.addr:
+			m.targets[o.User] = target{addr: o.Addr, token: or(o.Token, t.token)}
+			moved = append(moved, o.User)
+		}
+	}
+	if len(moved) > 0 {
+		m.log.Info("server addresses changed in Docker; routes updated", "users", moved)
+	}
+	return moved
 }
 
 // Observed is a swarmhub service as Docker reports it.
@@ -795,7 +823,6 @@ func (m *Manager) Adopt(ctx context.Context, o Observed) (store.Server, error) {
 	}
 	m.mu.Lock()
 	m.targets[o.User] = target{addr: o.Addr, token: o.Token}
-	delete(m.stale, o.User)
 	m.mu.Unlock()
 	m.log.Info("adopted running service", "user", o.User, "service", o.ServiceName)
 	return rec, nil
@@ -1010,4 +1037,32 @@ func hint(msg string) string {
 		return " — the workspace directory is missing on the node; ask an admin"
 	}
 	return ""
+}
+
+// WatchAddresses runs Retarget every interval until ctx ends. Every replica
+// runs it, since each has its own route cache; it costs two Docker calls
+// per interval, none per proxied request. A cache that is empty (no student
+// online) is not worth a listing.
+func (m *Manager) WatchAddresses(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.RLock()
+		n := len(m.targets)
+		m.mu.RUnlock()
+		if n == 0 {
+			continue
+		}
+		obs, err := m.Services(ctx)
+		if err != nil {
+			m.log.Debug("watch server addresses", "err", err)
+			continue
+		}
+		m.Retarget(obs)
+	}
 }

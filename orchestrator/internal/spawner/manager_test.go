@@ -425,6 +425,81 @@ func TestTargetRereadsAddressAfterForget(t *testing.T) {
 	}
 }
 
+// After a dockerd restart tasks come back with new addresses and an old one
+// may now belong to another student's server: the route cache follows
+// Docker's listing, and a cache miss never trusts the stored address.
+func TestRetargetFollowsTasksThatCameBackElsewhere(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	first := map[string]string{"alice": "10.0.0.5", "bob": "10.0.0.6"}
+	h.d.setTasks(func(svc swarm.Service) []swarm.Task {
+		return []swarm.Task{runningTask(svc, first[svc.Spec.Labels[spawner.LabelUser]])}
+	})
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := h.m.Start(ctx, u, spawner.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.settle(t)
+	before := map[string]string{}
+	for _, u := range []string{"alice", "bob"} {
+		addr, _, err := h.m.Target(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[u] = addr
+	}
+	// Swap: alice's task now has bob's old address and the other way round.
+	ip := func(addr string) string { return strings.TrimSuffix(addr, ":8888") }
+	h.d.setTasks(func(svc swarm.Service) []swarm.Task {
+		if svc.Spec.Labels[spawner.LabelUser] == "alice" {
+			return []swarm.Task{runningTask(svc, ip(before["bob"]))}
+		}
+		return []swarm.Task{runningTask(svc, ip(before["alice"]))}
+	})
+	obs, err := h.m.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved := h.m.Retarget(obs); len(moved) != 2 {
+		t.Errorf("Retarget moved %v, want alice and bob", moved)
+	}
+	if addr, _, _ := h.m.Target(ctx, "alice"); addr != before["bob"] {
+		t.Errorf("alice routed to %q after Retarget, want %q", addr, before["bob"])
+	}
+	if moved := h.m.Retarget(obs); len(moved) != 0 {
+		t.Errorf("a second Retarget with the same listing moved %v", moved)
+	}
+
+	// A replica that starts afresh (empty cache) over the same store asks
+	// Docker, not the stored (now wrong) address.
+	fresh := spawner.NewManager(h.d, h.st, spawner.ManagerOptions{Spec: baseOptions(), Image: "x", Namer: identityNamer(t)}, slog.New(slog.DiscardHandler))
+	if got := h.st.server("bob").Addr; got != before["bob"] {
+		t.Fatalf("precondition: stored address of bob %q, want the old %q", got, before["bob"])
+	}
+	if addr, _, err := fresh.Target(ctx, "bob"); err != nil || addr != before["alice"] {
+		t.Errorf("fresh replica routes bob to %q (%v), want Docker's %q", addr, err, before["alice"])
+	}
+
+	// A task that is not running any more is dropped from the cache.
+	h.d.setTasks(func(svc swarm.Service) []swarm.Task { return nil })
+	obs, _ = h.m.Services(ctx)
+	h.m.Retarget(obs)
+	if _, _, err := h.m.Target(ctx, "alice"); !errors.Is(err, spawner.ErrNotRunning) {
+		t.Errorf("Target of a server without a task = %v, want ErrNotRunning", err)
+	}
+}
+
+func identityNamer(t *testing.T) spawner.Namer {
+	t.Helper()
+	n, err := identity.New(identity.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func TestTargetNotRunning(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
