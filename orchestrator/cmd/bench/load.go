@@ -21,6 +21,36 @@ type loadResult struct {
 	Elapsed  time.Duration
 	RPS      float64
 	Lat      dist
+	samples  []time.Duration // for merging blocks
+}
+
+// httpLoadAlternating measures two request kinds in blocks that take turns
+// (a, b, a, b, ...), each side dur in total, so that a machine that gets
+// busier or quieter during the run moves both sides alike.
+func httpLoadAlternating(ctx context.Context, conns int, dur time.Duration, blocks int, a, b func(context.Context) *http.Request) (ra, rb loadResult) {
+	if blocks < 1 {
+		blocks = 1
+	}
+	merge := func(acc *loadResult, r loadResult) {
+		acc.Requests += r.Requests
+		acc.Errors += r.Errors
+		if acc.FirstErr == "" {
+			acc.FirstErr = r.FirstErr
+		}
+		acc.Elapsed += r.Elapsed
+		acc.samples = append(acc.samples, r.samples...)
+	}
+	for i := 0; i < blocks && ctx.Err() == nil; i++ {
+		merge(&ra, httpLoad(ctx, conns, dur/time.Duration(blocks), 0, a))
+		merge(&rb, httpLoad(ctx, conns, dur/time.Duration(blocks), 0, b))
+	}
+	for _, r := range []*loadResult{&ra, &rb} {
+		if r.Elapsed > 0 {
+			r.RPS = float64(r.Requests) / r.Elapsed.Seconds()
+		}
+		r.Lat = summarize(r.samples)
+	}
+	return ra, rb
 }
 
 // httpLoad keeps conns requests in flight (one per connection, each
@@ -82,6 +112,7 @@ func httpLoad(ctx context.Context, conns int, dur time.Duration, max int64, mk f
 	res.Requests = len(all)
 	res.RPS = float64(len(all)) / res.Elapsed.Seconds()
 	res.Lat = summarize(all)
+	res.samples = all
 	return res
 }
 

@@ -75,8 +75,7 @@ func (e *env) suiteProxy(ctx context.Context) ([]table, error) {
 			// Warm both paths: connection pools, session cache, address cache.
 			httpLoad(ctx, conns, 300*time.Millisecond, 0, tg.directReq("/api/status"))
 			httpLoad(ctx, conns, 300*time.Millisecond, 0, tg.proxiedReq("/api/status"))
-			d := httpLoad(ctx, conns, e.o.Duration, 0, tg.directReq("/api/status"))
-			p := httpLoad(ctx, conns, e.o.Duration, 0, tg.proxiedReq("/api/status"))
+			d, p := httpLoadAlternating(ctx, conns, e.o.Duration, 4, tg.directReq("/api/status"), tg.proxiedReq("/api/status"))
 			t.add(tg.label, fmt.Sprint(conns), fmt.Sprintf("%.0f", d.RPS), fmt.Sprintf("%.0f", p.RPS), ratio(p.RPS, d.RPS),
 				ms(d.Lat.P50), ms(p.Lat.P50), signed(p.Lat.P50-d.Lat.P50), ms(d.Lat.P99), ms(p.Lat.P99), signed(p.Lat.P99-d.Lat.P99),
 				fmt.Sprintf("%d/%d", d.Errors, p.Errors))
@@ -85,7 +84,7 @@ func (e *env) suiteProxy(ctx context.Context) ([]table, error) {
 			}
 		}
 	}
-	t.Notes = append(t.Notes, fmt.Sprintf("Closed loop: each connection sends its next request when the previous answer is read; %s per side and level after a 0.3 s warm-up. Direct requests carry the server token; proxied ones only the session cookie (the proxy injects the token). Load generator, orchestrator and servers share this machine's 2 cores, so the ratio is a floor for a proxy on its own node.", e.o.Duration))
+	t.Notes = append(t.Notes, fmt.Sprintf("Closed loop: each connection sends its next request when the previous answer is read; %s per side and level, in four blocks that alternate between the sides, after a 0.3 s warm-up. Direct requests carry the server token; proxied ones only the session cookie (the proxy injects the token). Load generator, orchestrator and servers share this machine's 2 cores, so the ratio is a floor for a proxy on its own node.", e.o.Duration))
 	return []table{t}, nil
 }
 
