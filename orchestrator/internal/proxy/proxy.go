@@ -121,10 +121,10 @@ func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, 
 // server that a class's worth of browser tabs never waits for a dial.
 func NewTransport() *http.Transport {
 	return &http.Transport{
-		DialContext: (&net.Dialer{
+		DialContext: quickAckDialer((&net.Dialer{
 			Timeout:   5 * time.Second, // a server that does not accept in 5 s is gone; Forget and re-resolve
 			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		}).DialContext),
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
@@ -203,9 +203,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.act.Touch(name)
 
 	st := &upstream{server: name, addr: addr, token: token}
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
+	ctx := context.WithValue(r.Context(), ctxKey{}, st)
+	upgrade := r.Header.Get("Upgrade") != ""
+	if upgrade {
+		ctx = withQuickAck(ctx)
+	}
+	r = r.WithContext(ctx)
 	st.in = r
-	if r.Header.Get("Upgrade") != "" {
+	if upgrade {
 		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, server: name}
 		w = &st.ww
 	}

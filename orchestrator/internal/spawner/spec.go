@@ -27,7 +27,7 @@ const (
 	LabelVolume   = "swarmhub.volume"
 )
 
-// Environment of the server start contract (CONTRACTS.md).
+// Environment of the server start contract (README.md, "Your own notebook image").
 const (
 	EnvUser       = "JUPYTERHUB_USER"
 	EnvToken      = "JUPYTER_TOKEN"
