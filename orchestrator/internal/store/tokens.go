@@ -18,7 +18,11 @@ import (
 type Token struct {
 	ID, User, Note    string
 	Created, LastUsed time.Time
+	Expires           time.Time // zero: never
 }
+
+// expired says whether the token may no longer be used at now.
+func (t Token) expired(now time.Time) bool { return !t.Expires.IsZero() && !now.Before(t.Expires) }
 
 const tokenBytes = 32
 
@@ -34,12 +38,20 @@ func tokenFrom(m map[string]string) Token {
 		Note:     m["note"],
 		Created:  parseTime(m["created"]),
 		LastUsed: parseTime(m["last_used"]),
+		Expires:  parseTime(m["expires"]),
 	}
 }
 
-// CreateToken makes a token for user. plain (64 hex digits) is returned
-// only here; use it as "Authorization: token PLAIN".
+// CreateToken makes a token for user that does not expire. plain (64 hex
+// digits) is returned only here; use it as "Authorization: token PLAIN".
 func (s *Store) CreateToken(ctx context.Context, user, note string) (string, Token, error) {
+	return s.CreateTokenExpiring(ctx, user, note, time.Time{})
+}
+
+// CreateTokenExpiring is CreateToken for a token that stops working at
+// expires (zero: never). Redis drops the expired token's record a minute
+// later; its id lingers in the user's index until the next delete.
+func (s *Store) CreateTokenExpiring(ctx context.Context, user, note string, expires time.Time) (string, Token, error) {
 	if user == "" {
 		return "", Token{}, errors.New("create token: empty user")
 	}
@@ -52,12 +64,16 @@ func (s *Store) CreateToken(ctx context.Context, user, note string) (string, Tok
 	if _, err := rand.Read(idRaw); err != nil {
 		return "", Token{}, fmt.Errorf("create token: %w", err)
 	}
-	tok := Token{ID: hex.EncodeToString(idRaw), User: user, Note: note, Created: s.now()}
+	tok := Token{ID: hex.EncodeToString(idRaw), User: user, Note: note, Created: s.now(), Expires: expires}
 	h := hashToken(plain)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.key("token:", h),
 			"id", tok.ID, "user", user, "note", note,
-			"created", fmtTime(tok.Created), "last_used", "0")
+			"created", fmtTime(tok.Created), "last_used", "0", "expires", fmtTime(expires))
+		if !expires.IsZero() {
+			// Relative, so that the store's clock (not Redis') decides.
+			p.PExpire(ctx, s.key("token:", h), max(expires.Sub(tok.Created), 0)+time.Minute)
+		}
 		p.HSet(ctx, s.key("user-tokens:", user), tok.ID, h)
 		return nil
 	})
@@ -93,6 +109,9 @@ func (s *Store) LookupToken(ctx context.Context, plain string) (Token, error) {
 	}
 	tok := tokenFrom(m)
 	now := s.now()
+	if tok.expired(now) {
+		return Token{}, ErrNotFound
+	}
 	if now.Sub(tok.LastUsed) >= touchInterval {
 		if err := touchToken.Run(ctx, s.rdb, []string{key}, fmtTime(now)).Err(); err != nil {
 			return Token{}, fmt.Errorf("update token use: %w", err)
@@ -121,9 +140,12 @@ func (s *Store) ListTokens(ctx context.Context, user string) ([]Token, error) {
 		return nil, fmt.Errorf("list tokens of %q: %w", user, err)
 	}
 	out := make([]Token, 0, len(cmds))
+	now := s.now()
 	for _, c := range cmds {
 		if m := c.Val(); m["user"] != "" {
-			out = append(out, tokenFrom(m))
+			if t := tokenFrom(m); !t.expired(now) {
+				out = append(out, t)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -219,3 +219,50 @@ func TestCounters(t *testing.T) {
 		t.Errorf("Flag after clear = %v, %v", on, err)
 	}
 }
+
+// A token made with an expiry works until then and is neither found nor
+// listed afterwards; Redis is told to drop its record.
+func TestTokenExpiry(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	clk := newClock()
+	s, rdb := newStore(t, store.WithClock(clk.Now))
+	plain, tok, err := s.CreateTokenExpiring(ctx, "alice", "one hour", clk.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forever, _, err := s.CreateToken(ctx, "alice", "forever")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LookupToken(ctx, plain); err != nil || !got.Expires.Equal(tok.Expires) {
+		t.Fatalf("before expiry: %+v %v", got, err)
+	}
+	keys, err := rdb.Keys(ctx, "*token:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTTL := 0
+	for _, k := range keys {
+		if d := rdb.PTTL(ctx, k).Val(); d > 0 {
+			withTTL++
+			if d < time.Hour || d > time.Hour+2*time.Minute {
+				t.Errorf("%s expires in %v, want about an hour", k, d)
+			}
+		}
+	}
+	if withTTL != 1 {
+		t.Errorf("%d token records carry a Redis expiry, want exactly the expiring one", withTTL)
+	}
+	clk.Advance(time.Hour)
+	if _, err := s.LookupToken(ctx, plain); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired token: %v, want ErrNotFound", err)
+	}
+	if _, err := s.LookupToken(ctx, forever); err != nil {
+		t.Errorf("token without expiry after an hour: %v", err)
+	}
+	toks, err := s.ListTokens(ctx, "alice")
+	if err != nil || len(toks) != 1 || toks[0].Note != "forever" {
+		t.Errorf("listed after expiry: %+v %v, want only the token without expiry", toks, err)
+	}
+}

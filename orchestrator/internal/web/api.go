@@ -518,10 +518,13 @@ func (s *Server) apiListTokens(c echo.Context) error {
 	out := make([]map[string]any, 0, len(toks))
 	for _, t := range toks {
 		out = append(out, map[string]any{"kind": "api_token", "id": t.ID, "user": t.User, "note": t.Note,
-			"created": tptr(t.Created), "last_activity": tptr(t.LastUsed)})
+			"created": tptr(t.Created), "last_activity": tptr(t.LastUsed), "expires_at": tptr(t.Expires)})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"api_tokens": out})
 }
+
+// maxTokenSeconds bounds expires_in (ten years).
+const maxTokenSeconds = 10 * 365 * 24 * 3600
 
 func (s *Server) apiCreateToken(c echo.Context) error {
 	ctx := c.Request().Context()
@@ -540,13 +543,26 @@ func (s *Server) apiCreateToken(c echo.Context) error {
 	if len(body.Note) > 200 {
 		return apiError(http.StatusBadRequest, "note is longer than 200 characters")
 	}
-	plain, tok, err := s.d.Store.CreateToken(ctx, name, body.Note)
+	// JupyterHub's meaning: seconds until the token stops working, 0 or
+	// absent for never.
+	if body.ExpiresIn < 0 || body.ExpiresIn > maxTokenSeconds {
+		return apiError(http.StatusBadRequest, fmt.Sprintf("expires_in is seconds until the token expires: 1 to %d, or 0 for a token that does not expire", maxTokenSeconds))
+	}
+	var expires time.Time
+	if body.ExpiresIn > 0 {
+		expires = s.now().Add(time.Duration(body.ExpiresIn) * time.Second)
+	}
+	plain, tok, err := s.d.Store.CreateTokenExpiring(ctx, name, body.Note, expires)
 	if err != nil {
 		return err
 	}
-	s.event(ctx, "token-created", name, id.User, "API token "+tok.ID)
+	msg := "API token " + tok.ID
+	if !expires.IsZero() {
+		msg += ", expires " + expires.UTC().Format(time.RFC3339)
+	}
+	s.event(ctx, "token-created", name, id.User, msg)
 	return c.JSON(http.StatusCreated, map[string]any{"token": plain, "id": tok.ID, "note": tok.Note,
-		"user": name, "created": tok.Created})
+		"user": name, "created": tok.Created, "expires_at": tptr(tok.Expires)})
 }
 
 func (s *Server) apiDeleteToken(c echo.Context) error {

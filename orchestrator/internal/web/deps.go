@@ -29,7 +29,7 @@ type Store interface {
 	ListServers(ctx context.Context) ([]store.Server, error)
 	ReadProgress(ctx context.Context, user, afterID string, block time.Duration) ([]store.Progress, error)
 
-	CreateToken(ctx context.Context, user, note string) (string, store.Token, error)
+	CreateTokenExpiring(ctx context.Context, user, note string, expires time.Time) (string, store.Token, error)
 	LookupToken(ctx context.Context, plain string) (store.Token, error)
 	ListTokens(ctx context.Context, user string) ([]store.Token, error)
 	DeleteToken(ctx context.Context, user, id string) error

@@ -55,6 +55,7 @@ type SessionCache struct {
 type cacheEntry struct {
 	id      Identity
 	fetched time.Time
+	until   time.Time // the credential's own end (an expiring token); zero: none
 }
 
 // maxCacheEntries bounds memory under a flood of forged cookies: past it the
@@ -80,7 +81,10 @@ func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
 		if err != nil {
 			return c.stale(key, err)
 		}
-		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token"})
+		if !t.Expires.IsZero() && !c.now().Before(t.Expires) {
+			return Identity{}, false
+		}
+		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token"}, t.Expires)
 	}
 	ck, err := r.Cookie(c.cookieName)
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
@@ -94,18 +98,20 @@ func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
 	if err != nil {
 		return c.stale(key, err)
 	}
-	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, XSRF: s.XSRF})
+	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, XSRF: s.XSRF}, time.Time{})
 }
 
 func (c *SessionCache) cached(key string) (Identity, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[key]
 	c.mu.RUnlock()
-	if !ok || c.now().Sub(e.fetched) > c.ttl {
+	if !ok || c.now().Sub(e.fetched) > c.ttl || e.past(c.now()) {
 		return Identity{}, false
 	}
 	return e.id, true
 }
+
+func (e cacheEntry) past(now time.Time) bool { return !e.until.IsZero() && !now.Before(e.until) }
 
 // stale serves an expired entry when the store failed for a reason other
 // than "no such session" and the entry is recent enough.
@@ -116,13 +122,13 @@ func (c *SessionCache) stale(key string, err error) (Identity, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[key]
 	c.mu.RUnlock()
-	if !ok || c.now().Sub(e.fetched) > c.ttl+c.StaleIfError {
+	if !ok || c.now().Sub(e.fetched) > c.ttl+c.StaleIfError || e.past(c.now()) {
 		return Identity{}, false
 	}
 	return e.id, true
 }
 
-func (c *SessionCache) fill(ctx context.Context, key string, id Identity) (Identity, bool) {
+func (c *SessionCache) fill(ctx context.Context, key string, id Identity, until time.Time) (Identity, bool) {
 	u, err := c.st.GetUser(ctx, id.User)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return c.stale(key, err)
@@ -136,7 +142,7 @@ func (c *SessionCache) fill(ctx context.Context, key string, id Identity) (Ident
 		c.entries = map[string]cacheEntry{}
 		c.byUser = map[string]map[string]struct{}{}
 	}
-	c.entries[key] = cacheEntry{id: id, fetched: c.now()}
+	c.entries[key] = cacheEntry{id: id, fetched: c.now(), until: until}
 	keys := c.byUser[id.User]
 	if keys == nil {
 		keys = map[string]struct{}{}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Issue 3 item 6: API tokens for scripts. The proxy identifies requests with
@@ -213,5 +214,48 @@ func TestBlockedUsersTokenStopsWorking(t *testing.T) {
 	}
 	if _, ok := e.proxySees(tok.Token); ok {
 		t.Fatal("the proxy still accepts a blocked user's token")
+	}
+}
+
+// expires_in (seconds, JupyterHub's meaning) ends a token even while the
+// proxy's identity cache still holds it; nonsense values are refused.
+func TestTokenExpiresIn(t *testing.T) {
+	e := newEnv(t)
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	hdr := map[string]string{"X-XSRFToken": alice.xsrf, "Content-Type": "application/json"}
+	for _, bad := range []string{`{"expires_in": -5}`, `{"expires_in": 1000000000000}`, `{"expires_in": "soon"}`} {
+		resp, body := alice.do("POST", "/hub/api/users/alice/tokens", bad, hdr)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "expires_in") {
+			t.Errorf("%s: %d %s, want 400 naming expires_in", bad, resp.StatusCode, body)
+		}
+	}
+	resp, body := alice.do("POST", "/hub/api/users/alice/tokens", `{"note": "short", "expires_in": 1}`, hdr)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	var tok struct {
+		Token     string  `json:"token"`
+		ExpiresAt *string `json:"expires_at"`
+	}
+	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.ExpiresAt == nil {
+		t.Fatalf("created token has no expires_at: %s", body)
+	}
+	if user, ok := e.proxySees(tok.Token); !ok || user != "alice" {
+		t.Fatalf("fresh token: proxy sees %q %v", user, ok)
+	}
+	if code, body := e.withToken(t, "GET", "/hub/api/users/alice", tok.Token, ""); code != http.StatusOK {
+		t.Fatalf("fresh token on the API: %d %s", code, body)
+	}
+	time.Sleep(1100 * time.Millisecond) // let the one-second token run out
+	if user, ok := e.proxySees(tok.Token); ok {
+		t.Errorf("expired token still identifies %q to the proxy", user)
+	}
+	if code, _ := e.withToken(t, "GET", "/hub/api/users/alice", tok.Token, ""); code != http.StatusUnauthorized && code != http.StatusForbidden {
+		t.Errorf("expired token on the API: %d, want 401 or 403", code)
+	}
+	resp, body = alice.do("GET", "/hub/api/users/alice/tokens", "", nil)
+	if resp.StatusCode != http.StatusOK || strings.Contains(body, `"short"`) {
+		t.Errorf("expired token still listed: %d %s", resp.StatusCode, body)
 	}
 }
