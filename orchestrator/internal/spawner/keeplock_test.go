@@ -20,6 +20,26 @@ type refreshStore struct {
 	ttls           []time.Duration
 	released       bool
 	afterReleasing int
+	slotTTLs       []time.Duration // every AcquireSlot, first one included
+	slotReleased   bool
+	slotAfterFree  int // slot acquisitions after its release
+}
+
+func (s *refreshStore) AcquireSlot(ctx context.Context, holder string, limit int, ttl time.Duration) (bool, error) {
+	s.mu.Lock()
+	s.slotTTLs = append(s.slotTTLs, ttl)
+	if s.slotReleased {
+		s.slotAfterFree++
+	}
+	s.mu.Unlock()
+	return s.fakeStore.AcquireSlot(ctx, holder, limit, ttl)
+}
+
+func (s *refreshStore) ReleaseSlot(ctx context.Context, holder string) error {
+	s.mu.Lock()
+	s.slotReleased = true
+	s.mu.Unlock()
+	return s.fakeStore.ReleaseSlot(ctx, holder)
 }
 
 type refreshLock struct {
@@ -66,7 +86,7 @@ func TestSpawnLockIsShortAndKeptAlive(t *testing.T) {
 	release := make(chan struct{})
 	o := spawner.ManagerOptions{
 		Spec: baseOptions(), Image: "swarmhub/notebook:dev", Namer: namer, StorageMount: root,
-		StartTimeout: 10 * time.Minute, ProbeInterval: time.Millisecond,
+		StartTimeout: 10 * time.Minute, ProbeInterval: time.Millisecond, SpawnLimit: 5,
 		// The server becomes ready only when the test says so.
 		Prober: proberFunc(func(ctx context.Context, _, _, _ string) error {
 			select {
@@ -88,8 +108,13 @@ func TestSpawnLockIsShortAndKeptAlive(t *testing.T) {
 		defer st.mu.Unlock()
 		return append([]time.Duration(nil), st.ttls...)
 	}
+	slotRefreshed := func() []time.Duration {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return append([]time.Duration(nil), st.slotTTLs...)
+	}
 	deadline := time.Now().Add(30 * time.Second)
-	for len(refreshed()) == 0 && time.Now().Before(deadline) {
+	for (len(refreshed()) == 0 || len(slotRefreshed()) < 2) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ttls := refreshed()
@@ -99,6 +124,17 @@ func TestSpawnLockIsShortAndKeptAlive(t *testing.T) {
 	for _, ttl := range ttls {
 		if ttl >= o.StartTimeout {
 			t.Fatalf("spawn lock refreshed to %s, want less than the start timeout %s so a dead replica's lock lapses soon", ttl, o.StartTimeout)
+		}
+	}
+	// The spawn slot, too: taken short and refreshed, so a dead replica's
+	// slots do not hold the class's spawn capacity for the start timeout.
+	slotTTLs := slotRefreshed()
+	if len(slotTTLs) < 2 {
+		t.Fatalf("the spawn slot was taken but never refreshed: %v", slotTTLs)
+	}
+	for _, ttl := range slotTTLs {
+		if ttl >= o.StartTimeout {
+			t.Fatalf("spawn slot held for %s, want less than the start timeout %s", ttl, o.StartTimeout)
 		}
 	}
 	close(release)
@@ -111,5 +147,8 @@ func TestSpawnLockIsShortAndKeptAlive(t *testing.T) {
 	defer st.mu.Unlock()
 	if !st.released || st.afterReleasing != 0 {
 		t.Fatalf("released=%v, refreshes after release=%d; want released and no refresh after", st.released, st.afterReleasing)
+	}
+	if !st.slotReleased || st.slotAfterFree != 0 {
+		t.Fatalf("slot released=%v, slot refreshes after release=%d; want released and none after", st.slotReleased, st.slotAfterFree)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -209,9 +210,12 @@ type refresher interface {
 }
 
 // keepLock shortens a refreshable lock to spawnLockTTL and keeps refreshing
-// it until the returned stop is called. A lock that cannot be refreshed keeps
-// its full lockTTL.
-func (m *Manager) keepLock(lock Lock, user string) (stop func()) {
+// it until the returned stop is called; once slot is set it refreshes the
+// user's spawn slot the same way, so a replica that dies mid-spawn frees
+// its share of notebook.concurrent_spawn_limit within seconds too. A lock
+// that cannot be refreshed keeps its full lockTTL (and so does the slot,
+// see slotTTL). stop may be called more than once.
+func (m *Manager) keepLock(lock Lock, user string, slot *atomic.Bool) (stop func()) {
 	r, ok := lock.(refresher)
 	if !ok {
 		return func() {}
@@ -226,6 +230,12 @@ func (m *Manager) keepLock(lock Lock, user string) (stop func()) {
 			if err := r.Refresh(ctx, spawnLockTTL); err != nil && ctx.Err() == nil {
 				m.log.Warn("refresh spawn lock", "user", user, "err", err)
 			}
+			if slot != nil && slot.Load() && ctx.Err() == nil {
+				// Acquiring a held slot again refreshes it, even at the limit.
+				if _, err := m.st.AcquireSlot(ctx, user, m.o.SpawnLimit, spawnLockTTL); err != nil && ctx.Err() == nil {
+					m.log.Warn("refresh spawn slot", "user", user, "err", err)
+				}
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -233,7 +243,17 @@ func (m *Manager) keepLock(lock Lock, user string) (stop func()) {
 			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
+}
+
+// slotTTL is how long a spawn slot lives unrefreshed: short when keepLock
+// refreshes it, else the whole spawn.
+func (m *Manager) slotTTL(lock Lock) time.Duration {
+	if _, ok := lock.(refresher); ok {
+		return spawnLockTTL
+	}
+	return m.lockTTL()
 }
 
 // Start starts the user's server, or returns the one already running or
@@ -244,7 +264,8 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 	if err != nil || lock == nil {
 		return rec, err
 	}
-	stopKeep := m.keepLock(lock, user)
+	var slotKept atomic.Bool
+	stopKeep := m.keepLock(lock, user, &slotKept)
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -280,17 +301,19 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 	image := or(so.Image, m.o.Image)
 
 	if m.o.SpawnLimit > 0 {
-		ok, err := m.st.AcquireSlot(ctx, user, m.o.SpawnLimit, m.lockTTL())
+		ok, err := m.st.AcquireSlot(ctx, user, m.o.SpawnLimit, m.slotTTL(lock))
 		if err != nil {
 			return store.Server{}, fmt.Errorf("acquire spawn slot: %w", err)
 		}
 		if !ok {
 			return store.Server{}, &BusyError{RetryAfter: m.o.RetryAfter}
 		}
+		slotKept.Store(true)
 	}
 	slotHeld := m.o.SpawnLimit > 0
 	defer func() {
 		if !handedOff && slotHeld {
+			stopKeep() // no refresh may bring the slot back after its release
 			m.releaseSlot(user)
 		}
 	}()
