@@ -187,7 +187,7 @@ type Cull struct {
 	Timeout              time.Duration `yaml:"timeout" help:"Stop a server idle for longer than this (cull-idle --timeout)."`
 	MaxAge               time.Duration `yaml:"max_age" help:"Stop servers older than this even if active (cull-idle --max-age). 0s = off."`
 	CullAdmins           bool          `yaml:"cull_admins" help:"Cull admins' servers too."`
-	BusyKernelsAreActive bool          `yaml:"busy_kernels_are_active" help:"A kernel that is busy (running code) counts as activity."`
+	BusyKernelsAreActive bool          `yaml:"busy_kernels_are_active" help:"A kernel that is busy (running code), or that Jupyter still reports as starting, counts as activity."`
 	Concurrency          int           `yaml:"concurrency" help:"Servers stopped in parallel."`
 }
 

@@ -269,6 +269,7 @@ func TestHTTPStatusProber(t *testing.T) {
 		{name: "no kernels", token: "secret", kernels: []map[string]any{}, wantLast: ago(time.Hour)},
 		{name: "idle kernel with later activity", token: "secret", kernels: []map[string]any{kernel("idle", ago(10*time.Minute))}, wantLast: ago(10 * time.Minute)},
 		{name: "one busy kernel", token: "secret", kernels: []map[string]any{kernel("idle", ago(2*time.Hour)), kernel("busy", ago(2*time.Hour))}, wantLast: ago(time.Hour), wantBusy: 1},
+		{name: "kernel still reported starting", token: "secret", kernels: []map[string]any{kernel("starting", ago(2*time.Hour))}, wantLast: ago(time.Hour), wantBusy: 1},
 		{name: "wrong token", token: "guess", kernels: []map[string]any{}, wantErr: "403"},
 	}
 	for _, tt := range tests {

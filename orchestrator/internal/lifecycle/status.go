@@ -25,7 +25,7 @@ func NewHTTPStatusProber(client *http.Client) *HTTPStatusProber {
 }
 
 // Status returns the server's last_activity (the later of /api/status and
-// its kernels') and how many kernels are busy.
+// its kernels') and how many kernels are busy (or still starting).
 func (p *HTTPStatusProber) Status(ctx context.Context, addr, user, token string) (time.Time, int, error) {
 	base := &url.URL{Scheme: "http", Host: addr, Path: "/user/" + user + "/api/"}
 	var status struct {
@@ -43,7 +43,12 @@ func (p *HTTPStatusProber) Status(ctx context.Context, addr, user, token string)
 	}
 	last, busy := status.LastActivity, 0
 	for _, k := range kernels {
-		if k.ExecutionState == "busy" {
+		// "starting" counts too: Jupyter reports it until it hears the
+		// kernel's first status message, and when that message is lost
+		// (seen under load with Notebook 6.4) a kernel running a long job
+		// stays "starting" with an old last_activity. Culling it would
+		// lose the student's work; cull.max_age still bounds it.
+		if k.ExecutionState == "busy" || k.ExecutionState == "starting" {
 			busy++
 		}
 		if k.LastActivity.After(last) {
