@@ -118,12 +118,25 @@ func TestCull(t *testing.T) {
 	if code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("write: %d", code)
 	}
-	// carol's kernel sleeps for five minutes: busy, not idle. Wait until
-	// Jupyter reports it busy, so a slow machine cannot turn this into a
-	// race between kernel start-up and the cull timeout. Under load a fresh
-	// kernel has been seen to stay "starting" for minutes (Notebook 6.4 never
-	// heard its first status message): such a kernel, or one that could not
-	// be reached, is replaced (at most twice) and the reason logged.
+	// bob keeps using his server through the proxy from now on.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Second):
+				_, _, _ = bob.apiErr(http.MethodGet, "/user/bob/api/contents", nil)
+			}
+		}
+	}()
+	// carol's kernel sleeps for five minutes: working, not idle. Wait until
+	// Jupyter reports it busy. On a loaded machine a fresh kernel can stay
+	// "starting" for minutes (slow start-up, or Jupyter missed its status
+	// messages); the culler counts that as active too, so after 75 s a
+	// kernel still starting is accepted (and logged). A kernel that could
+	// not be reached is replaced, at most twice, with the error shown.
 	type attempt struct {
 		err     chan error
 		started time.Time
@@ -139,49 +152,34 @@ func TestCull(t *testing.T) {
 	cur := runBusy()
 	for attempts := 1; ; {
 		_, body, _ := carol.apiErr(http.MethodGet, "/user/carol/api/kernels", nil)
-		if strings.Contains(string(body), `"execution_state": "busy"`) || strings.Contains(string(body), `"execution_state":"busy"`) {
+		state := kernelState(body)
+		if state == "busy" {
 			break
 		}
-		why := ""
+		if state == "starting" && time.Since(cur.started) > 75*time.Second {
+			t.Logf("carol's kernel is still reported as starting after 75 s (%s); the culler counts that as active", body)
+			break
+		}
 		select {
 		case err := <-cur.err:
-			why = fmt.Sprintf("ended early: %v", err)
-		default:
-			if time.Since(cur.started) > 75*time.Second {
-				why = "not busy after 75 s: " + string(body)
-				var ks []struct{ ID string }
-				_ = json.Unmarshal(body, &ks)
-				for _, k := range ks {
-					_, _, _ = carol.apiErr(http.MethodDelete, "/user/carol/api/kernels/"+k.ID, nil)
-				}
-			}
-		}
-		if why != "" {
 			if attempts == 3 {
 				logs := ""
 				if ids := h.servicesOf(t, "carol"); len(ids) > 0 {
 					logs, _ = shQuiet(nil, "docker", "service", "logs", "--tail", "40", ids[0])
 				}
-				t.Fatalf("carol's kernel never became busy in %d attempts; last: %s\nher server's log:\n%s", attempts, why, logs)
+				t.Fatalf("carol's kernel failed %d times, last: %v\nher server's log:\n%s", attempts, err, logs)
 			}
-			t.Logf("carol's busy kernel, attempt %d: %s; trying a new kernel", attempts, why)
+			t.Logf("carol's kernel, attempt %d, ended early (%v); trying a new one", attempts, err)
 			attempts++
 			cur = runBusy()
+		default:
+		}
+		if time.Since(cur.started) > 3*time.Minute {
+			t.Fatalf("carol's kernel is neither busy nor starting after 3 minutes: %s", body)
 		}
 		time.Sleep(time.Second)
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(3 * time.Second):
-				_, _, _ = bob.apiErr(http.MethodGet, "/user/bob/api/contents", nil)
-			}
-		}
-	}()
+	working := time.Now() // carol's last proxied request
 	deadline := time.Now().Add(3 * time.Minute)
 	for admin.state(t, "alice") != "stopped" && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Second)
@@ -190,9 +188,12 @@ func TestCull(t *testing.T) {
 		t.Fatalf("idle server not culled: state %s", s)
 	}
 	// Give both replicas several more cull periods to misbehave, and let
-	// carol's proxied traffic age past the timeout: only her busy kernel
-	// keeps her server now.
+	// carol's proxied traffic age well past the 45 s timeout: only her
+	// working kernel keeps her server now.
 	time.Sleep(30 * time.Second)
+	if rest := time.Until(working.Add(45*time.Second + 15*time.Second)); rest > 0 {
+		time.Sleep(rest)
+	}
 	for _, u := range []string{"bob", "carol"} {
 		if s := admin.state(t, u); s != "running" {
 			t.Fatalf("%s was culled (state %s) although active; events: %+v", u, s, admin.events(t))
@@ -212,6 +213,18 @@ func TestCull(t *testing.T) {
 	if err != nil || string(b) != "kept" {
 		t.Fatalf("workspace after cull: %q %v", b, err)
 	}
+}
+
+// kernelState is the execution_state of the first kernel in a
+// /api/kernels answer, "" when there is none.
+func kernelState(body []byte) string {
+	var ks []struct {
+		State string `json:"execution_state"`
+	}
+	if json.Unmarshal(body, &ks) != nil || len(ks) == 0 {
+		return ""
+	}
+	return ks[0].State
 }
 
 func writeFile(t *testing.T, path string, data []byte) {
