@@ -57,7 +57,7 @@ func newJobs(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog
 		Timeout: lc.Cull.Timeout, MaxAge: lc.Cull.MaxAge, CullAdmins: lc.Cull.CullAdmins,
 		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Logger: log,
 	})
-	j.recon = lifecycle.NewReconciler(observer{mgr: mgr, st: st, log: log}, records{st: st, mgr: mgr}, userPolicy{st}, events, lifecycle.ReconcileOptions{
+	j.recon = lifecycle.NewReconciler(observer{mgr}, records{st: st, mgr: mgr}, userPolicy{st}, events, lifecycle.ReconcileOptions{
 		StartTimeout: cfg.Notebook.StartTimeout + time.Minute, Logger: log,
 	})
 	a, err := archive.New(archive.Options{Root: cfg.Storage.Mount, Exclude: lc.Archive.Exclude,
@@ -278,19 +278,13 @@ func (a activitySource) LastActivity(ctx context.Context) (map[string]time.Time,
 	return a.st.Activity(ctx)
 }
 
-type observer struct {
-	mgr *spawner.Manager
-	st  *store.Store
-	log *slog.Logger
-}
+type observer struct{ mgr *spawner.Manager }
 
 func (o observer) ListObserved(ctx context.Context) ([]lifecycle.ObservedService, error) {
 	obs, err := o.mgr.Services(ctx)
 	if err != nil {
 		return nil, err
 	}
-	o.mgr.Retarget(obs)
-	o.fixAddresses(ctx, obs)
 	out := make([]lifecycle.ObservedService, 0, len(obs))
 	for _, s := range obs {
 		out = append(out, lifecycle.ObservedService{User: s.User, ServiceID: s.ServiceID, Token: s.Token,
@@ -298,45 +292,6 @@ func (o observer) ListObserved(ctx context.Context) ([]lifecycle.ObservedService
 	}
 	return out, nil
 }
-
-// fixAddresses writes the address Docker reports into the record of every
-// running server whose task came back elsewhere (after a dockerd or node
-// restart), so the culler's probes and the next replica to start read the
-// right one. A record that changed meanwhile (stopped, another service) is
-// left alone.
-func (o observer) fixAddresses(ctx context.Context, obs []spawner.Observed) {
-	recs, err := o.st.ListServers(ctx)
-	if err != nil {
-		o.log.Warn("reconcile: read server records to check addresses", "err", err)
-		return
-	}
-	byUser := make(map[string]store.Server, len(recs))
-	for _, r := range recs {
-		byUser[r.User] = r
-	}
-	for _, s := range obs {
-		r, ok := byUser[s.User]
-		if s.Addr == "" || !ok || r.State != store.StateRunning || r.ServiceID != s.ServiceID || r.Addr == s.Addr {
-			continue
-		}
-		_, err := o.st.UpdateServer(ctx, s.User, func(v *store.Server, _ bool) error {
-			if v.State != store.StateRunning || v.ServiceID != s.ServiceID {
-				return errAddressUnchanged
-			}
-			v.Addr = s.Addr
-			return nil
-		})
-		switch {
-		case errors.Is(err, errAddressUnchanged):
-		case err != nil:
-			o.log.Warn("reconcile: record new server address", "user", s.User, "err", err)
-		default:
-			o.log.Info("reconcile: server address changed", "user", s.User, "from", r.Addr, "to", s.Addr)
-		}
-	}
-}
-
-var errAddressUnchanged = errors.New("record changed meanwhile")
 
 func (o observer) RemoveService(ctx context.Context, user, id string) error {
 	o.mgr.Forget(user)
@@ -355,7 +310,7 @@ func (r records) ListRecords(ctx context.Context) ([]lifecycle.Record, error) {
 	}
 	out := make([]lifecycle.Record, 0, len(servers))
 	for _, s := range servers {
-		out = append(out, lifecycle.Record{User: s.User, State: s.State, ServiceID: s.ServiceID, Token: s.Token, Requested: s.Requested})
+		out = append(out, lifecycle.Record{User: s.User, State: s.State, ServiceID: s.ServiceID, Token: s.Token, Addr: s.Addr, Requested: s.Requested})
 	}
 	return out, nil
 }
@@ -385,6 +340,23 @@ func (r records) MarkStopped(ctx context.Context, user, reason string) error {
 	})
 	return err
 }
+
+func (r records) SetAddress(ctx context.Context, user, serviceID, addr string) error {
+	_, err := r.st.UpdateServer(ctx, user, func(v *store.Server, _ bool) error {
+		if v.State != store.StateRunning || v.ServiceID != serviceID {
+			return errRecordChanged
+		}
+		v.Addr = addr
+		return nil
+	})
+	if errors.Is(err, errRecordChanged) {
+		return nil
+	}
+	return err
+}
+
+// errRecordChanged aborts an update of a record that changed since it was read.
+var errRecordChanged = errors.New("record changed meanwhile")
 
 func (r records) ClearToken(ctx context.Context, user string) error {
 	_, err := r.st.UpdateServer(ctx, user, func(v *store.Server, exists bool) error {

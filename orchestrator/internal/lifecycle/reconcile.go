@@ -23,6 +23,7 @@ type Record struct {
 	State     string // stopped, starting, running, stopping, failed
 	ServiceID string
 	Token     string
+	Addr      string    // where the store says the server listens
 	Requested time.Time // when the start was requested
 }
 
@@ -43,6 +44,10 @@ type Records interface {
 	// ClearToken forgets the token of a server that no longer runs, leaving
 	// the state (e.g. failed with its message) alone.
 	ClearToken(ctx context.Context, user string) error
+	// SetAddress records addr for the user's running server on serviceID;
+	// a record that changed meanwhile (stopped, another service) is left
+	// alone.
+	SetAddress(ctx context.Context, user, serviceID, addr string) error
 }
 
 // UserPolicy says whether a user may no longer run a server.
@@ -76,6 +81,7 @@ type ReconcileReport struct {
 	MarkedStopped []string          `json:"marked_stopped"`
 	Removed       []string          `json:"removed"`
 	TokensCleared []string          `json:"tokens_cleared"`
+	Readdressed   []string          `json:"readdressed"`
 	Errors        map[string]string `json:"errors,omitempty"`
 }
 
@@ -106,7 +112,10 @@ func (r *Reconciler) Job(ctx context.Context) error {
 //     stopped or failed, or names another service, is adopted;
 //   - a record whose service is gone is marked stopped, unless it is
 //     "starting" and younger than StartTimeout;
-//   - a stopped or failed record that still holds a token loses it.
+//   - a stopped or failed record that still holds a token loses it;
+//   - a running record whose task came back at another address (after a
+//     dockerd or node restart) gets the new one, so the culler's probes and
+//     a replica starting afresh reach the right server.
 func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 	rep := ReconcileReport{Errors: map[string]string{}}
 	observed, err := r.obs.ListObserved(ctx)
@@ -162,6 +171,13 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 		adopt := !hasRec || rec.State == "stopped" || rec.State == "failed" || stale ||
 			(rec.State == "running" && rec.ServiceID != svc.ServiceID)
 		if !adopt {
+			if rec.State == "running" && svc.Addr != "" && rec.Addr != svc.Addr {
+				if err := r.recs.SetAddress(ctx, svc.User, svc.ServiceID, svc.Addr); err != nil {
+					fail(svc.User, "record address", err)
+				} else {
+					rep.Readdressed = append(rep.Readdressed, svc.User)
+				}
+			}
 			continue
 		}
 		if err := r.recs.Adopt(ctx, svc); err != nil {
@@ -204,8 +220,9 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 	for u, e := range rep.Errors {
 		r.log.Warn("reconcile", "user", u, "err", e)
 	}
-	if n := len(rep.Adopted) + len(rep.MarkedStopped) + len(rep.Removed) + len(rep.TokensCleared); n > 0 {
-		r.log.Info("reconciled", "adopted", rep.Adopted, "marked_stopped", rep.MarkedStopped, "removed", rep.Removed, "tokens_cleared", rep.TokensCleared)
+	if n := len(rep.Adopted) + len(rep.MarkedStopped) + len(rep.Removed) + len(rep.TokensCleared) + len(rep.Readdressed); n > 0 {
+		r.log.Info("reconciled", "adopted", rep.Adopted, "marked_stopped", rep.MarkedStopped, "removed", rep.Removed,
+			"tokens_cleared", rep.TokensCleared, "readdressed", rep.Readdressed)
 	}
 	return rep, nil
 }

@@ -48,6 +48,11 @@ func (w *world) ClearToken(_ context.Context, user string) error {
 	return nil
 }
 
+func (w *world) SetAddress(_ context.Context, user, serviceID, addr string) error {
+	w.actions = append(w.actions, "address "+user+" "+serviceID+" "+addr)
+	return nil
+}
+
 func (w *world) IsDeletedOrBlocked(_ context.Context, user string) (bool, error) {
 	return w.gone[user], nil
 }
@@ -56,8 +61,13 @@ func svc(user, id string, running bool) lifecycle.ObservedService {
 	return lifecycle.ObservedService{User: user, ServiceID: id, Token: "tok", Addr: "10.0.0.2:8888", Running: running}
 }
 
+// rec builds a record; a running one has the address svc gives its task.
 func rec(user, state, id, token string, requested time.Time) lifecycle.Record {
-	return lifecycle.Record{User: user, State: state, ServiceID: id, Token: token, Requested: requested}
+	r := lifecycle.Record{User: user, State: state, ServiceID: id, Token: token, Requested: requested}
+	if state == "running" {
+		r.Addr = "10.0.0.2:8888"
+	}
+	return r
 }
 
 func TestReconcile(t *testing.T) {
@@ -69,6 +79,10 @@ func TestReconcile(t *testing.T) {
 		want     []string
 		events   []string // kinds
 	}{
+		{name: "running record whose task came back elsewhere gets the new address",
+			services: []lifecycle.ObservedService{svc("alice", "s1", true)},
+			records:  []lifecycle.Record{{User: "alice", State: "running", ServiceID: "s1", Token: "tok", Addr: "10.0.0.9:8888"}},
+			want:     []string{"address alice s1 10.0.0.2:8888"}},
 		{name: "running service without a record is adopted",
 			services: []lifecycle.ObservedService{svc("alice", "s1", true)},
 			want:     []string{"adopt alice s1"}, events: []string{"spawn"}},

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 )
 
@@ -78,10 +77,7 @@ func (l *refreshLock) Release(ctx context.Context) error {
 // refreshing stops once the spawn has released the lock.
 func TestSpawnLockIsShortAndKeptAlive(t *testing.T) {
 	t.Parallel()
-	namer, err := identity.New(identity.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	namer := identityNamer(t)
 	root := t.TempDir()
 	release := make(chan struct{})
 	o := spawner.ManagerOptions{

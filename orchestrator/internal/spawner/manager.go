@@ -719,7 +719,7 @@ func (m *Manager) Forget(user string) {
 }
 
 // Retarget brings the cached addresses in line with what Docker reports
-// (the reconciler calls it with every listing): a task that moved or came
+// (WatchAddresses calls it on every replica): a task that moved or came
 // back with a new address is routed to at once, and a server whose task is
 // not running is asked for again on its next request. Without it a restarted
 // task whose old address went to another server would go on receiving the

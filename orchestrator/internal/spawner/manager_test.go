@@ -39,15 +39,11 @@ type harness struct {
 
 func newHarness(t *testing.T, mod func(*spawner.ManagerOptions)) *harness {
 	t.Helper()
-	namer, err := identity.New(identity.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	root := t.TempDir()
 	o := spawner.ManagerOptions{
 		Spec:          baseOptions(),
 		Image:         "swarmhub/notebook:dev",
-		Namer:         namer,
+		Namer:         identityNamer(t),
 		StorageMount:  root,
 		StartTimeout:  time.Minute,
 		ProbeInterval: time.Millisecond,

@@ -81,9 +81,7 @@ func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
 		if err != nil {
 			return c.stale(key, err)
 		}
-		if !t.Expires.IsZero() && !c.now().Before(t.Expires) {
-			return Identity{}, false
-		}
+		// LookupToken refuses an expired token; the entry ends with it.
 		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token"}, t.Expires)
 	}
 	ck, err := r.Cookie(c.cookieName)
