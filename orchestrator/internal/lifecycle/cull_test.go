@@ -224,17 +224,27 @@ func TestCullConcurrencyIsBounded(t *testing.T) {
 func jupyter(t *testing.T, user, token string, last time.Time, kernels []map[string]any) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
+	// Like Jupyter Server, any API request without no_track_activity counts
+	// as activity, so a probe that forgets it keeps the server alive.
+	var mu sync.Mutex
 	auth := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") != "token "+token {
 				http.Error(w, `{"message": "Forbidden", "reason": null}`, http.StatusForbidden)
 				return
 			}
+			mu.Lock()
+			if r.URL.Query().Get("no_track_activity") == "" {
+				last = time.Now().UTC()
+			}
+			mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			h(w, r)
 		}
 	}
 	mux.HandleFunc("GET /user/"+user+"/api/status", auth(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{
 			"started":       "2025-05-01T08:00:00.000000Z",
 			"last_activity": last.Format("2006-01-02T15:04:05.000000Z"),

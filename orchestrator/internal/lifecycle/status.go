@@ -26,8 +26,11 @@ func NewHTTPStatusProber(client *http.Client) *HTTPStatusProber {
 
 // Status returns the server's last_activity (the later of /api/status and
 // its kernels') and how many kernels are busy (or still starting).
+//
+// Both requests carry no_track_activity=1: Jupyter Server counts any other
+// API request as activity, so a probed server would never look idle.
 func (p *HTTPStatusProber) Status(ctx context.Context, addr, user, token string) (time.Time, int, error) {
-	base := &url.URL{Scheme: "http", Host: addr, Path: "/user/" + user + "/api/"}
+	base := &url.URL{Scheme: "http", Host: addr, Path: "/user/" + user + "/api/", RawQuery: "no_track_activity=1"}
 	var status struct {
 		LastActivity time.Time `json:"last_activity"`
 	}
