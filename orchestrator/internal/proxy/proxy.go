@@ -176,7 +176,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	who, ok := p.id.Identify(r)
+	who, ok := p.identify(r)
 	switch {
 	case !ok:
 		if isNavigation(r) {
@@ -215,6 +215,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = &st.ww
 	}
 	p.rp.ServeHTTP(w, r)
+}
+
+// identify finds who sends r. With a hub session cookie the cookie decides
+// and an Authorization header is ignored: JupyterLab sends the server token
+// it read from its page, which is no hub API token, and looking it up would
+// refuse the request (and cost a Redis call each time). The header never
+// reaches the server either way: rewrite replaces it.
+func (p *Proxy) identify(r *http.Request) (Identity, bool) {
+	if _, ok := r.Header["Authorization"]; ok && p.o.CookieName != "" {
+		if c, err := r.Cookie(p.o.CookieName); err == nil && c.Value != "" {
+			r2 := *r
+			r2.Header = r.Header.Clone()
+			r2.Header.Del("Authorization")
+			return p.id.Identify(&r2)
+		}
+	}
+	return p.id.Identify(r)
 }
 
 // targetError answers a request whose server cannot be resolved.

@@ -38,7 +38,12 @@ var identities = fakeIdentifier{
 
 type fakeIdentifier map[string]proxy.Identity
 
+// Identify works like the hub's: an Authorization token is looked up first
+// (these fakes know no token, so any token is unknown), then the cookie.
 func (f fakeIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
+	if r.Header.Get("Authorization") != "" {
+		return proxy.Identity{}, false
+	}
 	c, err := r.Cookie(hubCookie)
 	if err != nil {
 		return proxy.Identity{}, false
@@ -395,6 +400,40 @@ func TestUpstreamRequestHeaders(t *testing.T) {
 	defer res2.Body.Close()
 	if got := decode[seen](t, res2); got.Cookie != "" {
 		t.Errorf("upstream Cookie = %q, want none", got.Cookie)
+	}
+}
+
+// JupyterLab sends the server token from its page as Authorization next to
+// the session cookie: the cookie identifies the student, the owner check
+// still applies, and the server gets its own token.
+func TestServerTokenFromThePageIsAccepted(t *testing.T) {
+	e := newEnv(t, false)
+	for _, tc := range []struct {
+		cookie, path string
+		want         int
+	}{
+		{"s-alice", "/user/alice/api/contents", 200},
+		{"s-bob", "/user/alice/api/contents", 403},
+		{"", "/user/alice/api/contents", 401},
+	} {
+		r, _ := http.NewRequest("GET", e.srv.URL+tc.path, nil)
+		r.Header.Set("Authorization", "token tok-alice")
+		if tc.cookie != "" {
+			r.Header.Set("Cookie", hubCookie+"="+tc.cookie)
+		}
+		res, err := e.client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != tc.want {
+			t.Errorf("%s with cookie %q: status = %d, want %d", tc.path, tc.cookie, res.StatusCode, tc.want)
+		}
+		if res.StatusCode == 200 {
+			if got := decode[seen](t, res); got.Authorization != "token tok-alice" {
+				t.Errorf("upstream Authorization = %q", got.Authorization)
+			}
+		}
+		res.Body.Close()
 	}
 }
 
