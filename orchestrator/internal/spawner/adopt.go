@@ -89,7 +89,7 @@ func (m *Manager) Adopt(ctx context.Context, o Observed) (store.Server, error) {
 	}
 	now := m.o.Clock()
 	rec.User = o.User
-	rec.State = StateRunning
+	rec.State = store.StateRunning
 	rec.ServiceID = o.ServiceID
 	rec.ServiceName = o.ServiceName
 	rec.Token = o.Token

@@ -88,7 +88,7 @@ var errStopped = errors.New("server stopped while starting")
 
 func (m *Manager) ready(ctx context.Context, rec store.Server, addr string) {
 	now := m.o.Clock()
-	rec.State = StateRunning
+	rec.State = store.StateRunning
 	rec.Addr = addr
 	rec.Error = ""
 	rec.Started = now
@@ -110,7 +110,7 @@ func (m *Manager) ready(ctx context.Context, rec store.Server, addr string) {
 
 // fail records a failed spawn and returns the updated record.
 func (m *Manager) fail(ctx context.Context, rec store.Server, msg string) store.Server {
-	rec.State = StateFailed
+	rec.State = store.StateFailed
 	rec.Error = msg
 	rec.Addr = ""
 	if err := m.st.PutServer(ctx, rec); err != nil {
@@ -132,7 +132,7 @@ func (m *Manager) fail(ctx context.Context, rec store.Server, msg string) store.
 // another replica (the record says stopped) or by hand (it does not).
 func (m *Manager) serviceVanished(ctx context.Context, rec store.Server) {
 	cur, err := m.getServer(ctx, rec.User)
-	if err == nil && cur.State == StateStarting && cur.ServiceID == rec.ServiceID {
+	if err == nil && cur.State == store.StateStarting && cur.ServiceID == rec.ServiceID {
 		m.fail(ctx, rec, "the service "+rec.ServiceName+" was removed while the server was starting")
 		return
 	}

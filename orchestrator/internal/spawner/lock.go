@@ -95,7 +95,7 @@ func (m *Manager) lockOrCurrent(ctx context.Context, user string) (Lock, store.S
 		if err != nil {
 			return nil, store.Server{}, err
 		}
-		if rec.State == StateStarting || rec.State == StateRunning {
+		if rec.State == store.StateStarting || rec.State == store.StateRunning {
 			return nil, rec, nil
 		}
 		select {

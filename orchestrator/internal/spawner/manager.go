@@ -15,14 +15,6 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
-// Server states kept in store.Server.State.
-const (
-	StateStopped  = "stopped"
-	StateStarting = "starting"
-	StateRunning  = "running"
-	StateFailed   = "failed"
-)
-
 // Event kinds written to the event stream.
 const (
 	EventSpawn   = "spawn"
@@ -202,7 +194,7 @@ func (m *Manager) removeService(ctx context.Context, id string) {
 func (m *Manager) getServer(ctx context.Context, user string) (store.Server, error) {
 	rec, err := m.st.GetServer(ctx, user)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Server{User: user, State: StateStopped}, nil
+		return store.Server{User: user, State: store.StateStopped}, nil
 	}
 	if err != nil {
 		return store.Server{}, fmt.Errorf("read server of %s: %w", user, err)

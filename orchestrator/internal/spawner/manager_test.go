@@ -95,7 +95,7 @@ func TestStartConcurrentCreatesOneService(t *testing.T) {
 				errs <- err
 				return
 			}
-			if rec.State != spawner.StateStarting && rec.State != spawner.StateRunning {
+			if rec.State != store.StateStarting && rec.State != store.StateRunning {
 				errs <- errors.New("Start returned state " + rec.State)
 			}
 		}()
@@ -110,7 +110,7 @@ func TestStartConcurrentCreatesOneService(t *testing.T) {
 		t.Errorf("ServiceCreate called %d times, want 1", n)
 	}
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateRunning || rec.Addr != "10.0.0.5:8888" || rec.Token == "" {
+	if rec.State != store.StateRunning || rec.Addr != "10.0.0.5:8888" || rec.Token == "" {
 		t.Errorf("record = %+v, want running at 10.0.0.5:8888 with a token", rec)
 	}
 	if p := lastProgress(t, h.st, "alice"); !p.Ready || p.URL != "/user/alice/" {
@@ -192,7 +192,7 @@ func TestStartBusy(t *testing.T) {
 		t.Fatalf("Start after the slot freed: %v", err)
 	}
 	h.settle(t)
-	if rec := h.st.server("alice"); rec.State != spawner.StateRunning {
+	if rec := h.st.server("alice"); rec.State != store.StateRunning {
 		t.Errorf("state = %q, want running", rec.State)
 	}
 }
@@ -211,7 +211,7 @@ func TestStartFailedTaskReportsDockerError(t *testing.T) {
 	}
 	h.settle(t)
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateFailed || !strings.Contains(rec.Error, dockerErr) {
+	if rec.State != store.StateFailed || !strings.Contains(rec.Error, dockerErr) {
 		t.Errorf("record = %+v, want failed with %q", rec, dockerErr)
 	}
 	if !strings.Contains(rec.Error, "ask an admin") {
@@ -242,7 +242,7 @@ func TestStartTimeout(t *testing.T) {
 	}
 	h.settle(t)
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateFailed {
+	if rec.State != store.StateFailed {
 		t.Fatalf("state = %q, want failed", rec.State)
 	}
 	for _, want := range []string{"did not become ready within 100ms", "connection refused"} {
@@ -302,7 +302,7 @@ func TestStartRefusesAnotherHubsServiceOfTheSameName(t *testing.T) {
 	}
 	h.d.addService(spec)
 	rec, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{})
-	if err == nil && rec.State != spawner.StateFailed {
+	if err == nil && rec.State != store.StateFailed {
 		h.settle(t)
 	}
 	if _, token, terr := h.m.Target(context.Background(), "alice"); terr == nil || token == "their-token" {
@@ -328,7 +328,7 @@ func TestStopRemovesServiceKeepsRecord(t *testing.T) {
 		t.Errorf("services after Stop: %v", names)
 	}
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateStopped || rec.Error != "" || rec.Addr != "" {
+	if rec.State != store.StateStopped || rec.Error != "" || rec.Addr != "" {
 		t.Errorf("record = %+v, want stopped without error or address", rec)
 	}
 	if _, _, err := h.m.Target(ctx, "alice"); !errors.Is(err, spawner.ErrNotRunning) {
@@ -360,7 +360,7 @@ func TestStopWhileStarting(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.settle(t)
-	if rec := h.st.server("alice"); rec.State != spawner.StateStopped {
+	if rec := h.st.server("alice"); rec.State != store.StateStopped {
 		t.Errorf("state = %q, want stopped", rec.State)
 	}
 	if names := h.d.serviceNames(); len(names) != 0 {
@@ -389,7 +389,7 @@ func TestStartAgainAfterServiceRemovedByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != spawner.StateStarting {
+	if rec.State != store.StateStarting {
 		t.Errorf("Start returned state %q, want a new spawn", rec.State)
 	}
 	h.settle(t)
@@ -536,7 +536,7 @@ func TestServicesAndAdopt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != spawner.StateRunning || h.st.server("carol").Token != "carol-token" {
+	if rec.State != store.StateRunning || h.st.server("carol").Token != "carol-token" {
 		t.Errorf("adopted record = %+v", rec)
 	}
 	if addr, token, err := h.m.Target(ctx, "carol"); err != nil || addr != o.Addr || token != "carol-token" {
@@ -570,7 +570,7 @@ func TestStartConcurrentWithRedisStore(t *testing.T) {
 				defer wg.Done()
 				rec, err := m.Start(context.Background(), u, spawner.StartOptions{})
 				switch {
-				case err == nil && rec.State != spawner.StateStarting && rec.State != spawner.StateRunning:
+				case err == nil && rec.State != store.StateStarting && rec.State != store.StateRunning:
 					t.Errorf("Start(%s) returned state %q, want starting or running", u, rec.State)
 				case errors.Is(err, spawner.ErrBusy):
 					mu.Lock()

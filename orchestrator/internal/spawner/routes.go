@@ -7,6 +7,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
 // target is a cached route: where a running server listens and its token.
@@ -30,7 +32,7 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 	if err != nil {
 		return "", "", err
 	}
-	if rec.State != StateRunning {
+	if rec.State != store.StateRunning {
 		return "", "", ErrNotRunning
 	}
 	task, found, err := m.currentTask(ctx, or(rec.ServiceID, rec.ServiceName))

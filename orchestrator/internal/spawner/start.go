@@ -37,7 +37,7 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 	if err != nil {
 		return store.Server{}, err
 	}
-	if rec.State == StateRunning && rec.ServiceName != "" {
+	if rec.State == store.StateRunning && rec.ServiceName != "" {
 		_, _, err := m.d.ServiceInspectWithRaw(ctx, rec.ServiceName, swarm.ServiceInspectOptions{})
 		if err == nil {
 			return rec, nil
@@ -86,7 +86,7 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 	now := m.o.Clock()
 	rec = store.Server{
 		User:        user,
-		State:       StateStarting,
+		State:       store.StateStarting,
 		ServiceName: serviceName,
 		Token:       token,
 		Image:       image,

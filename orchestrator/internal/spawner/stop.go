@@ -50,9 +50,9 @@ func (m *Manager) Stop(ctx context.Context, user, reason string) error {
 		return fmt.Errorf("remove service %s of %s: %w", name, user, err)
 	}
 	m.Forget(user)
-	wasActive := rec.State == StateRunning || rec.State == StateStarting
+	wasActive := rec.State == store.StateRunning || rec.State == store.StateStarting
 	rec.User = user
-	rec.State = StateStopped
+	rec.State = store.StateStopped
 	rec.Error = ""
 	rec.Addr = ""
 	rec.ServiceID = ""
