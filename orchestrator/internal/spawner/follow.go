@@ -9,6 +9,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
@@ -76,7 +77,7 @@ func (m *Manager) follow(ctx context.Context, rec store.Server) {
 				}
 				msg += ")"
 			}
-			m.fail(bg, rec, msg+hint(lastDetail+" "+probeErr))
+			m.fail(bg, rec, msg+spawnfail.Hint(lastDetail+" "+probeErr))
 			m.removeService(bg, rec.ServiceID)
 			return
 		case <-tick.C:

@@ -8,6 +8,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
@@ -68,7 +69,7 @@ func taskFailure(t swarm.Task) (string, bool) {
 	if msg == "" {
 		msg = "the server exited"
 	}
-	return fmt.Sprintf("task %s: %s", t.Status.State, msg) + hint(msg), true
+	return fmt.Sprintf("task %s: %s", t.Status.State, msg) + spawnfail.Hint(msg), true
 }
 
 // taskProgress turns a task state into a JupyterHub-like progress event.
