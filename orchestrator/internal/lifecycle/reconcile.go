@@ -10,13 +10,18 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
-// ObservedService is a swarm service labelled as one of ours.
+// ObservedService is a swarm service labelled as one of ours. It carries
+// all that adopting it needs, so a pass lists Docker once.
 type ObservedService struct {
-	User      string
-	ServiceID string
-	Token     string // the server token from the service spec
-	Addr      string // task address, "" when no task runs
-	Running   bool   // a task is in state running
+	User        string
+	ServiceID   string
+	ServiceName string
+	Image       string
+	Created     time.Time
+	Token       string // the server token from the service spec
+	Instructor  bool
+	Addr        string // task address, "" when no task runs
+	Running     bool   // a task is in state running
 }
 
 // Record is the store's view of one user's server.
