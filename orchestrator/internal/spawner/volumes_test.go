@@ -29,6 +29,7 @@ func (d dockerWithVolumes) VolumeInspect(_ context.Context, id string) (volume.V
 }
 
 func TestStartRefusesAStaleVolumeOfTheSameName(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	d := dockerWithVolumes{Client: h.d, vols: map[string]volume.Volume{
 		// The previous JupyterHub setup's plain local volume.
