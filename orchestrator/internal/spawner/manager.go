@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
@@ -174,20 +173,6 @@ func (m *Manager) Wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// RemoveService removes a service by ID or name; a missing one is not an error.
-func (m *Manager) RemoveService(ctx context.Context, id string) error {
-	if err := m.d.ServiceRemove(ctx, id); err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("remove service %s: %w", id, err)
-	}
-	return nil
-}
-
-func (m *Manager) removeService(ctx context.Context, id string) {
-	if err := m.RemoveService(ctx, id); err != nil {
-		m.log.Error("remove service of failed spawn", "service", id, "err", err)
 	}
 }
 

@@ -65,3 +65,17 @@ func (m *Manager) Stop(ctx context.Context, user, reason string) error {
 	m.log.Info("server stopped", "user", user, "reason", reason)
 	return nil
 }
+
+// RemoveService removes a service by ID or name; a missing one is not an error.
+func (m *Manager) RemoveService(ctx context.Context, id string) error {
+	if err := m.d.ServiceRemove(ctx, id); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove service %s: %w", id, err)
+	}
+	return nil
+}
+
+func (m *Manager) removeService(ctx context.Context, id string) {
+	if err := m.RemoveService(ctx, id); err != nil {
+		m.log.Error("remove service of failed spawn", "service", id, "err", err)
+	}
+}
