@@ -287,7 +287,8 @@ func (o observer) ListObserved(ctx context.Context) ([]lifecycle.ObservedService
 	}
 	out := make([]lifecycle.ObservedService, 0, len(obs))
 	for _, s := range obs {
-		out = append(out, lifecycle.ObservedService{User: s.User, ServiceID: s.ServiceID, Token: s.Token,
+		out = append(out, lifecycle.ObservedService{User: s.User, ServiceID: s.ServiceID, ServiceName: s.ServiceName,
+			Image: s.Image, Created: s.Created, Token: s.Token, Instructor: s.Instructor,
 			Addr: s.Addr, Running: s.TaskState == "running"})
 	}
 	return out, nil
@@ -316,17 +317,9 @@ func (r records) ListRecords(ctx context.Context) ([]lifecycle.Record, error) {
 }
 
 func (r records) Adopt(ctx context.Context, svc lifecycle.ObservedService) error {
-	obs, err := r.mgr.Services(ctx)
-	if err != nil {
-		return err
-	}
-	for _, o := range obs {
-		if o.ServiceID == svc.ServiceID {
-			_, err := r.mgr.Adopt(ctx, o)
-			return err
-		}
-	}
-	return fmt.Errorf("service %s of %s vanished before adoption", svc.ServiceID, svc.User)
+	_, err := r.mgr.Adopt(ctx, spawner.Observed{User: svc.User, ServiceID: svc.ServiceID, ServiceName: svc.ServiceName,
+		Image: svc.Image, Created: svc.Created, Token: svc.Token, Instructor: svc.Instructor, Addr: svc.Addr})
+	return err
 }
 
 func (r records) MarkStopped(ctx context.Context, user, reason string) error {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
 // ServerInfo is what the culler needs to know about one server.
@@ -130,7 +132,7 @@ func (c *Culler) Run(ctx context.Context) (CullReport, error) {
 		sem = make(chan struct{}, c.o.Concurrency)
 	)
 	for _, s := range servers {
-		if s.State != "running" || (s.Admin && !c.o.CullAdmins) {
+		if s.State != store.StateRunning || (s.Admin && !c.o.CullAdmins) {
 			continue
 		}
 		rep.Checked++

@@ -6,15 +6,22 @@ import (
 	"log/slog"
 	"sort"
 	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
-// ObservedService is a swarm service labelled as one of ours.
+// ObservedService is a swarm service labelled as one of ours. It carries
+// all that adopting it needs, so a pass lists Docker once.
 type ObservedService struct {
-	User      string
-	ServiceID string
-	Token     string // the server token from the service spec
-	Addr      string // task address, "" when no task runs
-	Running   bool   // a task is in state running
+	User        string
+	ServiceID   string
+	ServiceName string
+	Image       string
+	Created     time.Time
+	Token       string // the server token from the service spec
+	Instructor  bool
+	Addr        string // task address, "" when no task runs
+	Running     bool   // a task is in state running
 }
 
 // Record is the store's view of one user's server.
@@ -155,7 +162,7 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 			}
 			rep.Removed = append(rep.Removed, svc.User)
 			r.event(ctx, "stop", svc.User, "reconcile: removed the server of a deleted or blocked user")
-			if hasRec && rec.State != "stopped" {
+			if hasRec && rec.State != store.StateStopped {
 				if err := r.recs.MarkStopped(ctx, svc.User, "user deleted or blocked"); err != nil {
 					fail(svc.User, "mark stopped", err)
 				}
@@ -167,11 +174,11 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 		}
 		// A record stuck in "starting" past the start timeout with its task
 		// running lost its spawner (the replica died): take over.
-		stale := rec.State == "starting" && !rec.Requested.IsZero() && now.Sub(rec.Requested) > r.o.StartTimeout
-		adopt := !hasRec || rec.State == "stopped" || rec.State == "failed" || stale ||
-			(rec.State == "running" && rec.ServiceID != svc.ServiceID)
+		stale := rec.State == store.StateStarting && !rec.Requested.IsZero() && now.Sub(rec.Requested) > r.o.StartTimeout
+		adopt := !hasRec || rec.State == store.StateStopped || rec.State == store.StateFailed || stale ||
+			(rec.State == store.StateRunning && rec.ServiceID != svc.ServiceID)
 		if !adopt {
-			if rec.State == "running" && svc.Addr != "" && rec.Addr != svc.Addr {
+			if rec.State == store.StateRunning && svc.Addr != "" && rec.Addr != svc.Addr {
 				if err := r.recs.SetAddress(ctx, svc.User, svc.ServiceID, svc.Addr); err != nil {
 					fail(svc.User, "record address", err)
 				} else {
@@ -194,7 +201,7 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 			continue
 		}
 		switch rec.State {
-		case "stopped", "failed":
+		case store.StateStopped, store.StateFailed:
 			if rec.Token == "" {
 				continue
 			}
@@ -203,7 +210,7 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 				continue
 			}
 			rep.TokensCleared = append(rep.TokensCleared, rec.User)
-		case "starting":
+		case store.StateStarting:
 			if !rec.Requested.IsZero() && now.Sub(rec.Requested) < r.o.StartTimeout {
 				continue
 			}

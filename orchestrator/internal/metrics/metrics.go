@@ -6,13 +6,14 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
 )
 
 // Options name the cheap sources the gauges read at scrape time. Each must
@@ -30,9 +31,6 @@ const (
 	LoginNotAllowed     = "not_allowed"
 	LoginUnavailable    = "unavailable"
 )
-
-// Spawn failure classes, the label values of swarmhub_spawn_failures_total.
-var failureClasses = []string{"image", "mount", "oom", "timeout", "resources", "stopped", "docker", "other"}
 
 // Metrics is safe for concurrent use.
 type Metrics struct {
@@ -104,8 +102,8 @@ func New(o Options) *Metrics {
 	}
 	// Known label values appear at zero, so dashboards and alerts see them
 	// before the first event.
-	for _, c := range failureClasses {
-		m.spawnFailures.WithLabelValues(c)
+	for _, c := range spawnfail.Classes() {
+		m.spawnFailures.WithLabelValues(string(c))
 	}
 	for _, o := range []string{LoginSuccess, LoginBadCredentials, LoginBanned, LoginNotAllowed, LoginUnavailable} {
 		m.logins.WithLabelValues(o)
@@ -131,37 +129,7 @@ func (m *Metrics) SpawnFinished(d time.Duration, failureReason string) {
 		return
 	}
 	m.spawnDuration.WithLabelValues("failed").Observe(d.Seconds())
-	m.spawnFailures.WithLabelValues(FailureClass(failureReason)).Inc()
-}
-
-// FailureClass maps a spawn's error text to a short, bounded label value.
-func FailureClass(msg string) string {
-	s := strings.ToLower(msg)
-	has := func(subs ...string) bool {
-		for _, x := range subs {
-			if strings.Contains(s, x) {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case has("no such image", "pull access denied", "manifest unknown", "image not found", "repository does not exist", "invalid reference format"):
-		return "image"
-	case has("mount", "no such device", "volume", "permission denied"):
-		return "mount"
-	case has("oom", "out of memory", "exit code 137", "exit status 137"):
-		return "oom"
-	case has("did not become ready", "timeout", "timed out", "deadline"):
-		return "timeout"
-	case has("insufficient resources", "no suitable node"):
-		return "resources"
-	case has("stopped while starting", "removed while"):
-		return "stopped"
-	case has("create service", "docker", "daemon", "rpc error"):
-		return "docker"
-	}
-	return "other"
+	m.spawnFailures.WithLabelValues(string(spawnfail.Classify(failureReason))).Inc()
 }
 
 // CullStopped counts servers the culler stopped.

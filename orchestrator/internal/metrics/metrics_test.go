@@ -67,26 +67,6 @@ func TestCountersAndGauges(t *testing.T) {
 	wantLines(t, scrape(t, m), "swarmhub_running_servers 9")
 }
 
-func TestFailureClass(t *testing.T) {
-	cases := []struct{ msg, want string }{
-		{"No such image: x:y", "image"},
-		{"failed to mount local volume: mount :/export/users/a: no such device", "mount"},
-		{"task: non-zero exit (137): OOMKilled", "oom"},
-		{"the server did not become ready within 2m0s (task running)", "timeout"},
-		{"no suitable node (insufficient resources on 3 nodes)", "resources"},
-		{"the service jupyter-a was removed while the server was starting", "stopped"},
-		{"create service jupyter-a: Error response from daemon: rpc error", "docker"},
-		{"something nobody foresaw", "other"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.want, func(t *testing.T) {
-			if got := metrics.FailureClass(tc.msg); got != tc.want {
-				t.Fatalf("FailureClass(%q) = %q, want %q", tc.msg, got, tc.want)
-			}
-		})
-	}
-}
-
 func TestWrapProxyCountsByStatusClassAndKeepsHijack(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	h := m.WrapProxy(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport/fakedocker"
 )
 
 // refreshStore hands out locks that can be refreshed, like store.Lock, and
@@ -95,7 +96,7 @@ func TestSpawnLockIsShortAndKeptAlive(t *testing.T) {
 	}
 	o.Spec.Storage.HostRoot = root
 	st := &refreshStore{fakeStore: newFakeStore()}
-	m := spawner.NewManager(newFakeDocker(), st, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := spawner.NewManager(fakedocker.New(), st, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if _, err := m.Start(context.Background(), "alice", spawner.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport/fakedocker"
 )
 
 // proberFunc adapts a function to spawner.Prober.
@@ -31,7 +32,7 @@ func (f proberFunc) Probe(ctx context.Context, addr, user, token string) error {
 var alwaysReady = proberFunc(func(context.Context, string, string, string) error { return nil })
 
 type harness struct {
-	d    *fakeDocker
+	d    *fakedocker.Client
 	st   *fakeStore
 	m    *spawner.Manager
 	root string
@@ -53,7 +54,7 @@ func newHarness(t *testing.T, mod func(*spawner.ManagerOptions)) *harness {
 	if mod != nil {
 		mod(&o)
 	}
-	h := &harness{d: newFakeDocker(), st: newFakeStore(), root: root}
+	h := &harness{d: fakedocker.New(), st: newFakeStore(), root: root}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -95,7 +96,7 @@ func TestStartConcurrentCreatesOneService(t *testing.T) {
 				errs <- err
 				return
 			}
-			if rec.State != spawner.StateStarting && rec.State != spawner.StateRunning {
+			if rec.State != store.StateStarting && rec.State != store.StateRunning {
 				errs <- errors.New("Start returned state " + rec.State)
 			}
 		}()
@@ -106,11 +107,11 @@ func TestStartConcurrentCreatesOneService(t *testing.T) {
 		t.Error(err)
 	}
 	h.settle(t)
-	if n := h.d.createAttempts(); n != 1 {
+	if n := h.d.CreateAttempts(); n != 1 {
 		t.Errorf("ServiceCreate called %d times, want 1", n)
 	}
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateRunning || rec.Addr != "10.0.0.5:8888" || rec.Token == "" {
+	if rec.State != store.StateRunning || rec.Addr != "10.0.0.5:8888" || rec.Token == "" {
 		t.Errorf("record = %+v, want running at 10.0.0.5:8888 with a token", rec)
 	}
 	if p := lastProgress(t, h.st, "alice"); !p.Ready || p.URL != "/user/alice/" {
@@ -181,7 +182,7 @@ func TestStartBusy(t *testing.T) {
 	if !errors.As(err, &busy) || busy.RetryAfter != 7*time.Second {
 		t.Errorf("error %v carries no RetryAfter of 7s", err)
 	}
-	if n := h.d.createCount(); n != 0 {
+	if n := h.d.Creates(); n != 0 {
 		t.Errorf("ServiceCreate called %d times while busy", n)
 	}
 	// The refused start left no lock behind: once the slot frees, it works.
@@ -192,7 +193,7 @@ func TestStartBusy(t *testing.T) {
 		t.Fatalf("Start after the slot freed: %v", err)
 	}
 	h.settle(t)
-	if rec := h.st.server("alice"); rec.State != spawner.StateRunning {
+	if rec := h.st.server("alice"); rec.State != store.StateRunning {
 		t.Errorf("state = %q, want running", rec.State)
 	}
 }
@@ -201,17 +202,16 @@ func TestStartFailedTaskReportsDockerError(t *testing.T) {
 	t.Parallel()
 	const dockerErr = "No such image: swarmhub/does-not-exist:nope"
 	h := newHarness(t, nil)
-	h.d.setTasks(func(svc swarm.Service) []swarm.Task {
-		return []swarm.Task{{ID: "t1", ServiceID: svc.ID, Status: swarm.TaskStatus{
-			State: swarm.TaskStateRejected, Message: "preparing", Err: dockerErr,
-		}}}
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
+		return []swarm.Task{fakedocker.Task(svc, fakedocker.WithState(swarm.TaskStateRejected),
+			fakedocker.WithMessage("preparing"), fakedocker.WithErr(dockerErr))}
 	})
 	if _, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	h.settle(t)
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateFailed || !strings.Contains(rec.Error, dockerErr) {
+	if rec.State != store.StateFailed || !strings.Contains(rec.Error, dockerErr) {
 		t.Errorf("record = %+v, want failed with %q", rec, dockerErr)
 	}
 	if !strings.Contains(rec.Error, "ask an admin") {
@@ -221,7 +221,7 @@ func TestStartFailedTaskReportsDockerError(t *testing.T) {
 	if !p.Failed || !strings.Contains(p.Message, dockerErr) {
 		t.Errorf("last progress = %+v, want failed with Docker's text", p)
 	}
-	if names := h.d.serviceNames(); len(names) != 0 {
+	if names := h.d.ServiceNames(); len(names) != 0 {
 		t.Errorf("services left behind: %v", names)
 	}
 	if kinds := strings.Join(h.st.eventKinds("alice"), ","); kinds != "spawn,failure" {
@@ -242,7 +242,7 @@ func TestStartTimeout(t *testing.T) {
 	}
 	h.settle(t)
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateFailed {
+	if rec.State != store.StateFailed {
 		t.Fatalf("state = %q, want failed", rec.State)
 	}
 	for _, want := range []string{"did not become ready within 100ms", "connection refused"} {
@@ -250,7 +250,7 @@ func TestStartTimeout(t *testing.T) {
 			t.Errorf("error %q does not mention %q", rec.Error, want)
 		}
 	}
-	if names := h.d.serviceNames(); len(names) != 0 {
+	if names := h.d.ServiceNames(); len(names) != 0 {
 		t.Errorf("services left behind after a timeout: %v", names)
 	}
 	if n := h.st.heldLocks(); n != 0 {
@@ -268,7 +268,7 @@ func TestStartAdoptsServiceOnNameConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	existing := h.d.addService(spec)
+	existing := h.d.AddService(spec)
 	rec, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -277,10 +277,10 @@ func TestStartAdoptsServiceOnNameConflict(t *testing.T) {
 		t.Errorf("Start returned %+v, want the existing service %s and its token", rec, existing.ID)
 	}
 	h.settle(t)
-	if n := h.d.createCount(); n != 0 {
+	if n := h.d.Creates(); n != 0 {
 		t.Errorf("%d services created, want none besides the existing one", n)
 	}
-	if names := h.d.serviceNames(); len(names) != 1 {
+	if names := h.d.ServiceNames(); len(names) != 1 {
 		t.Errorf("services = %v, want only the existing one", names)
 	}
 	if _, token, err := h.m.Target(context.Background(), "alice"); err != nil || token != "existing-token" {
@@ -300,15 +300,15 @@ func TestStartRefusesAnotherHubsServiceOfTheSameName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.d.addService(spec)
+	h.d.AddService(spec)
 	rec, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{})
-	if err == nil && rec.State != spawner.StateFailed {
+	if err == nil && rec.State != store.StateFailed {
 		h.settle(t)
 	}
 	if _, token, terr := h.m.Target(context.Background(), "alice"); terr == nil || token == "their-token" {
 		t.Fatalf("another hub's service was adopted (token %q, err %v)", token, terr)
 	}
-	if names := h.d.serviceNames(); len(names) != 1 {
+	if names := h.d.ServiceNames(); len(names) != 1 {
 		t.Errorf("services = %v, want only the other hub's, untouched", names)
 	}
 }
@@ -324,11 +324,11 @@ func TestStopRemovesServiceKeepsRecord(t *testing.T) {
 	if err := h.m.Stop(ctx, "alice", "user request"); err != nil {
 		t.Fatal(err)
 	}
-	if names := h.d.serviceNames(); len(names) != 0 {
+	if names := h.d.ServiceNames(); len(names) != 0 {
 		t.Errorf("services after Stop: %v", names)
 	}
 	rec := h.st.server("alice")
-	if rec.State != spawner.StateStopped || rec.Error != "" || rec.Addr != "" {
+	if rec.State != store.StateStopped || rec.Error != "" || rec.Addr != "" {
 		t.Errorf("record = %+v, want stopped without error or address", rec)
 	}
 	if _, _, err := h.m.Target(ctx, "alice"); !errors.Is(err, spawner.ErrNotRunning) {
@@ -349,8 +349,8 @@ func TestStopRemovesServiceKeepsRecord(t *testing.T) {
 func TestStopWhileStarting(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	h.d.setTasks(func(svc swarm.Service) []swarm.Task {
-		return []swarm.Task{{ID: "t1", ServiceID: svc.ID, Status: swarm.TaskStatus{State: swarm.TaskStatePreparing}}}
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
+		return []swarm.Task{fakedocker.Task(svc, fakedocker.WithState(swarm.TaskStatePreparing))}
 	})
 	ctx := context.Background()
 	if _, err := h.m.Start(ctx, "alice", spawner.StartOptions{}); err != nil {
@@ -360,10 +360,10 @@ func TestStopWhileStarting(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.settle(t)
-	if rec := h.st.server("alice"); rec.State != spawner.StateStopped {
+	if rec := h.st.server("alice"); rec.State != store.StateStopped {
 		t.Errorf("state = %q, want stopped", rec.State)
 	}
-	if names := h.d.serviceNames(); len(names) != 0 {
+	if names := h.d.ServiceNames(); len(names) != 0 {
 		t.Errorf("services after Stop: %v", names)
 	}
 	if p := lastProgress(t, h.st, "alice"); !p.Failed {
@@ -389,11 +389,11 @@ func TestStartAgainAfterServiceRemovedByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != spawner.StateStarting {
+	if rec.State != store.StateStarting {
 		t.Errorf("Start returned state %q, want a new spawn", rec.State)
 	}
 	h.settle(t)
-	if names := h.d.serviceNames(); len(names) != 1 {
+	if names := h.d.ServiceNames(); len(names) != 1 {
 		t.Errorf("services = %v, want one new service", names)
 	}
 }
@@ -407,7 +407,7 @@ func TestTargetRereadsAddressAfterForget(t *testing.T) {
 	}
 	h.settle(t)
 	// The task moved (rescheduled on another node): Docker reports a new IP.
-	h.d.setTasks(func(svc swarm.Service) []swarm.Task { return []swarm.Task{runningTask(svc, "10.0.0.77")} })
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task { return []swarm.Task{fakedocker.RunningTask(svc, "10.0.0.77")} })
 	if addr, _, _ := h.m.Target(ctx, "alice"); addr != "10.0.0.5:8888" {
 		t.Errorf("cached Target = %q, want the cached 10.0.0.5:8888", addr)
 	}
@@ -429,8 +429,8 @@ func TestRetargetFollowsTasksThatCameBackElsewhere(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := context.Background()
 	first := map[string]string{"alice": "10.0.0.5", "bob": "10.0.0.6"}
-	h.d.setTasks(func(svc swarm.Service) []swarm.Task {
-		return []swarm.Task{runningTask(svc, first[svc.Spec.Labels[spawner.LabelUser]])}
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
+		return []swarm.Task{fakedocker.RunningTask(svc, first[svc.Spec.Labels[spawner.LabelUser]])}
 	})
 	for _, u := range []string{"alice", "bob"} {
 		if _, err := h.m.Start(ctx, u, spawner.StartOptions{}); err != nil {
@@ -448,11 +448,11 @@ func TestRetargetFollowsTasksThatCameBackElsewhere(t *testing.T) {
 	}
 	// Swap: alice's task now has bob's old address and the other way round.
 	ip := func(addr string) string { return strings.TrimSuffix(addr, ":8888") }
-	h.d.setTasks(func(svc swarm.Service) []swarm.Task {
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
 		if svc.Spec.Labels[spawner.LabelUser] == "alice" {
-			return []swarm.Task{runningTask(svc, ip(before["bob"]))}
+			return []swarm.Task{fakedocker.RunningTask(svc, ip(before["bob"]))}
 		}
-		return []swarm.Task{runningTask(svc, ip(before["alice"]))}
+		return []swarm.Task{fakedocker.RunningTask(svc, ip(before["alice"]))}
 	})
 	obs, err := h.m.Services(ctx)
 	if err != nil {
@@ -479,7 +479,7 @@ func TestRetargetFollowsTasksThatCameBackElsewhere(t *testing.T) {
 	}
 
 	// A task that is not running any more is dropped from the cache.
-	h.d.setTasks(func(svc swarm.Service) []swarm.Task { return nil })
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task { return nil })
 	obs, _ = h.m.Services(ctx)
 	h.m.Retarget(obs)
 	if _, _, err := h.m.Target(ctx, "alice"); !errors.Is(err, spawner.ErrNotRunning) {
@@ -515,11 +515,11 @@ func TestServicesAndAdopt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.d.addService(spec)
+	h.d.AddService(spec)
 	other := spec
 	other.Name = "not-ours"
 	other.Labels = map[string]string{"swarmhub.managed": "true", "swarmhub.instance": "other-course", "swarmhub.user": "dave"}
-	h.d.addService(other)
+	h.d.AddService(other)
 
 	obs, err := h.m.Services(ctx)
 	if err != nil {
@@ -536,7 +536,7 @@ func TestServicesAndAdopt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != spawner.StateRunning || h.st.server("carol").Token != "carol-token" {
+	if rec.State != store.StateRunning || h.st.server("carol").Token != "carol-token" {
 		t.Errorf("adopted record = %+v", rec)
 	}
 	if addr, token, err := h.m.Target(ctx, "carol"); err != nil || addr != o.Addr || token != "carol-token" {
@@ -554,7 +554,7 @@ func TestStartConcurrentWithRedisStore(t *testing.T) {
 	}
 	o := baseOptions()
 	o.Storage.HostRoot = t.TempDir()
-	d := newFakeDocker()
+	d := fakedocker.New()
 	m := spawner.NewManager(d, st, spawner.ManagerOptions{
 		Spec: o, Image: "img", Namer: namer, SpawnLimit: 3,
 		ProbeInterval: time.Millisecond, Prober: alwaysReady,
@@ -570,7 +570,7 @@ func TestStartConcurrentWithRedisStore(t *testing.T) {
 				defer wg.Done()
 				rec, err := m.Start(context.Background(), u, spawner.StartOptions{})
 				switch {
-				case err == nil && rec.State != spawner.StateStarting && rec.State != spawner.StateRunning:
+				case err == nil && rec.State != store.StateStarting && rec.State != store.StateRunning:
 					t.Errorf("Start(%s) returned state %q, want starting or running", u, rec.State)
 				case errors.Is(err, spawner.ErrBusy):
 					mu.Lock()
@@ -589,7 +589,7 @@ func TestStartConcurrentWithRedisStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Each user has at most one service whatever the interleaving.
-	names := d.serviceNames()
+	names := d.ServiceNames()
 	seen := map[string]bool{}
 	for _, n := range names {
 		if seen[n] {
@@ -597,8 +597,8 @@ func TestStartConcurrentWithRedisStore(t *testing.T) {
 		}
 		seen[n] = true
 	}
-	if len(names) == 0 || d.createCount() != len(names) {
-		t.Errorf("%d creates for services %v", d.createCount(), names)
+	if len(names) == 0 || d.Creates() != len(names) {
+		t.Errorf("%d creates for services %v", d.Creates(), names)
 	}
 	t.Logf("%d services, %d starts refused as busy", len(names), busy)
 	if n, err := store.New(testenv.RedisClient(t), "spawnertest:").SlotsInUse(ctx); err != nil || n != 0 {

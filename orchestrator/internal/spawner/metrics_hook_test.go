@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport/fakedocker"
 )
 
 type spawnOutcome struct {
@@ -37,8 +38,7 @@ func TestSpawnObserverHearsEachOutcome(t *testing.T) {
 	}{
 		{"ready server reports no reason", nil, ""},
 		{"failed task reports Docker's text", func(svc swarm.Service) []swarm.Task {
-			return []swarm.Task{{ID: "t1", ServiceID: svc.ID, Status: swarm.TaskStatus{
-				State: swarm.TaskStateRejected, Err: "No such image: x:y"}}}
+			return []swarm.Task{fakedocker.Task(svc, fakedocker.WithState(swarm.TaskStateRejected), fakedocker.WithErr("No such image: x:y"))}
 		}, "No such image: x:y"},
 	}
 	for _, tc := range cases {
@@ -58,7 +58,7 @@ func TestSpawnObserverHearsEachOutcome(t *testing.T) {
 				}
 			})
 			if tc.tasks != nil {
-				h.d.setTasks(tc.tasks)
+				h.d.SetTasks(tc.tasks)
 			}
 			if _, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{}); err != nil {
 				t.Fatal(err)

@@ -200,7 +200,7 @@ func TestSwarmStartStopKeepsVolume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != spawner.StateRunning {
+	if rec.State != store.StateRunning {
 		t.Fatalf("state = %q (error %q), want running", rec.State, rec.Error)
 	}
 	host, port, err := net.SplitHostPort(rec.Addr)
@@ -224,7 +224,7 @@ func TestSwarmStartStopKeepsVolume(t *testing.T) {
 
 	// A second start while running neither errs nor creates a service.
 	again, err := e.m.Start(ctx, user, spawner.StartOptions{})
-	if err != nil || again.ServiceID != rec.ServiceID || again.State != spawner.StateRunning {
+	if err != nil || again.ServiceID != rec.ServiceID || again.State != store.StateRunning {
 		t.Errorf("second Start = %+v, %v; want the running server", again, err)
 	}
 
@@ -267,7 +267,7 @@ func TestSwarmMissingImageFailsWithDockerError(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("spawn error: %s", rec.Error)
-	if rec.State != spawner.StateFailed {
+	if rec.State != store.StateFailed {
 		t.Fatalf("state = %q, want failed", rec.State)
 	}
 	if !strings.Contains(rec.Error, "No such image") || !strings.Contains(rec.Error, "swarmhub/does-not-exist:nope") {

@@ -37,6 +37,7 @@ func (g *gatedLister) TaskList(_ context.Context, o swarm.TaskListOptions) ([]sw
 }
 
 func TestTaskBatcherServesWaitersTogether(t *testing.T) {
+	t.Parallel()
 	g := &gatedLister{entered: make(chan struct{}), release: make(chan struct{})}
 	b := newTaskBatcher(g, 0)
 	ctx := context.Background()
@@ -84,6 +85,7 @@ func TestTaskBatcherServesWaitersTogether(t *testing.T) {
 }
 
 func TestTaskBatcherPassesErrorsToEveryWaiter(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("daemon unavailable")
 	g := &gatedLister{entered: make(chan struct{}, 1), release: make(chan struct{}, 1), err: boom}
 	g.release <- struct{}{}
@@ -94,6 +96,7 @@ func TestTaskBatcherPassesErrorsToEveryWaiter(t *testing.T) {
 }
 
 func TestTaskBatcherWaiterGivesUpWithItsContext(t *testing.T) {
+	t.Parallel()
 	g := &gatedLister{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	b := newTaskBatcher(g, 0)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -12,11 +12,12 @@ import (
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport/fakedocker"
 )
 
 // dockerWithVolumes adds volumes that exist on the node to the fake engine.
 type dockerWithVolumes struct {
-	*fakeDocker
+	*fakedocker.Client
 	vols map[string]volume.Volume
 }
 
@@ -28,8 +29,9 @@ func (d dockerWithVolumes) VolumeInspect(_ context.Context, id string) (volume.V
 }
 
 func TestStartRefusesAStaleVolumeOfTheSameName(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
-	d := dockerWithVolumes{fakeDocker: h.d, vols: map[string]volume.Volume{
+	d := dockerWithVolumes{Client: h.d, vols: map[string]volume.Volume{
 		// The previous JupyterHub setup's plain local volume.
 		"jupyterhub-user-alice": {Name: "jupyterhub-user-alice", Driver: "local", Options: map[string]string{}},
 	}}
@@ -40,7 +42,7 @@ func TestStartRefusesAStaleVolumeOfTheSameName(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "docker volume rm jupyterhub-user-alice") {
 		t.Fatalf("want a clear refusal naming the stale volume, got %v", err)
 	}
-	if n := h.d.createCount(); n != 0 {
+	if n := h.d.Creates(); n != 0 {
 		t.Fatalf("a service was created on a stale volume")
 	}
 

@@ -252,7 +252,8 @@ type Server struct {
 	Requested, Started, Ready                                      time.Time
 }
 
-// Server states (DESIGN.md "Server lifecycle").
+// Server states (DESIGN.md "Server lifecycle"): the one spelling the
+// spawner, web and lifecycle packages use.
 const (
 	StateStopped  = "stopped"
 	StateStarting = "starting"

@@ -64,10 +64,10 @@ func sptr(s string) *string { return &s }
 func (s *Server) server(ctx context.Context, user string) (store.Server, error) {
 	srv, err := s.d.Store.GetServer(ctx, user)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Server{User: user, State: "stopped"}, nil
+		return store.Server{User: user, State: store.StateStopped}, nil
 	}
 	if srv.State == "" {
-		srv.State = "stopped"
+		srv.State = store.StateStopped
 	}
 	return srv, err
 }
@@ -87,7 +87,7 @@ func latest(ts ...time.Time) time.Time {
 func makeUserModel(u store.User, srv store.Server, activity time.Time, current string) userModel {
 	m := userModel{Kind: "user", Name: u.Name, Admin: u.Admin, Blocked: u.Blocked, Allowed: u.Allowed,
 		Groups: []string{}, Created: tptr(u.Created),
-		Servers: map[string]serverModel{}, State: "stopped"}
+		Servers: map[string]serverModel{}, State: store.StateStopped}
 	if srv.State != "" {
 		m.State = srv.State
 	}
@@ -95,22 +95,22 @@ func makeUserModel(u store.User, srv store.Server, activity time.Time, current s
 	last := latest(u.LastLogin, srv.Ready, activity)
 	m.LastActivity = tptr(last)
 	switch srv.State {
-	case "running", "starting", "stopping":
+	case store.StateRunning, store.StateStarting, store.StateStopping:
 		m.Image = srv.Image
 		m.Started = tptr(srv.Started)
 		m.Outdated = srv.Image != "" && current != "" && srv.Image != current
-		sm := serverModel{Name: "", Ready: srv.State == "running", URL: "/user/" + u.Name + "/",
+		sm := serverModel{Name: "", Ready: srv.State == store.StateRunning, URL: "/user/" + u.Name + "/",
 			ProgressURL: "/hub/api/users/" + u.Name + "/server/progress", Started: tptr(srv.Started),
 			LastActivity: tptr(last), State: srv.State, Image: srv.Image}
-		if srv.State == "starting" {
+		if srv.State == store.StateStarting {
 			sm.Pending = sptr("spawn")
 			m.Pending = sptr("spawn")
 		}
-		if srv.State == "stopping" {
+		if srv.State == store.StateStopping {
 			sm.Pending = sptr("stop")
 			m.Pending = sptr("stop")
 		}
-		if srv.State == "running" {
+		if srv.State == store.StateRunning {
 			m.Server = sptr(sm.URL)
 		}
 		m.Servers[""] = sm
@@ -409,7 +409,7 @@ func (s *Server) apiStartServer(c echo.Context) error {
 		return err
 	}
 	m := makeUserModel(u, srv, time.Time{}, s.currentImage(ctx))
-	if srv.State == "running" {
+	if srv.State == store.StateRunning {
 		return c.JSON(http.StatusCreated, m)
 	}
 	return c.JSON(http.StatusAccepted, m)
@@ -461,11 +461,11 @@ func (s *Server) apiProgress(c echo.Context) error {
 		send(progressEvent{Progress: 100, Failed: true, Message: "cannot read the server state right now; reload the page"})
 		return nil
 	}
-	if srv.State == "running" {
+	if srv.State == store.StateRunning {
 		send(progressEvent{Progress: 100, Ready: true, Message: "Server ready", URL: url})
 		return nil
 	}
-	if srv.State != "starting" {
+	if srv.State != store.StateStarting {
 		msg := "Server is not running; press Start."
 		if srv.Error != "" {
 			msg = "Server failed to start: " + srv.Error

@@ -1,33 +1,25 @@
 package web
 
-import "strings"
+import "github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
 
 // failureAdvice turns a spawn's error text into what the student can do
 // about it. The raw text is shown too, for the course staff.
 func failureAdvice(msg string) string {
-	s := strings.ToLower(msg)
-	has := func(subs ...string) bool {
-		for _, x := range subs {
-			if strings.Contains(s, x) {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case msg == "":
+	if msg == "" {
 		return ""
-	case has("no such image", "pull access denied", "manifest unknown", "image not found"):
+	}
+	switch spawnfail.Classify(msg) {
+	case spawnfail.Image:
 		return "The notebook image this hub is set to use is missing. Nothing you can fix: tell the course staff, quoting the message below."
-	case has("mount", "no such device", "volume"):
+	case spawnfail.Mount:
 		return "Your files could not be attached to the server (a storage problem). Your files are safe. Try again in a few minutes; if it fails again, tell the course staff."
-	case has("oom", "out of memory", "137"):
+	case spawnfail.OOM:
 		return "Your server ran out of memory. Start it again; if a notebook loads very large data, restart its kernel before running it again."
-	case has("insufficient resources", "no suitable node"):
+	case spawnfail.Resources:
 		return "The cluster is full right now. Try again in a few minutes."
-	case has("did not become ready", "timeout", "timed out"):
+	case spawnfail.Timeout:
 		return "Your server took too long to start, probably because many are starting at once. Press Start to try again."
-	case has("stopped while starting", "removed while"):
+	case spawnfail.Stopped:
 		return "The start was cancelled (the server was stopped meanwhile). Press Start to try again."
 	}
 	return "Press Start to try again; if it fails again, tell the course staff and quote the message below."

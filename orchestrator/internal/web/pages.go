@@ -269,7 +269,7 @@ func (s *Server) homePage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	outdated := srv.State == "running" && srv.Image != "" && len(s.o.AllowedImages) > 0 && srv.Image != s.currentImage(ctx)
+	outdated := srv.State == store.StateRunning && srv.Image != "" && len(s.o.AllowedImages) > 0 && srv.Image != s.currentImage(ctx)
 	return s.render(c, http.StatusOK, "home.html", map[string]any{"Server": srv, "XSRF": id.XSRF,
 		"Advice": failureAdvice(srv.Error), "Outdated": outdated})
 }
@@ -291,7 +291,7 @@ func (s *Server) spawnPendingPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if srv.State == "running" {
+	if srv.State == store.StateRunning {
 		return c.Redirect(http.StatusFound, next)
 	}
 	return s.render(c, http.StatusOK, "spawn.html", map[string]any{"Name": name, "Server": srv, "Next": next, "XSRF": id.XSRF})

@@ -1,0 +1,146 @@
+package spawner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+)
+
+// follow polls the service's task until the server is ready, fails or the
+// start timeout passes, and records the outcome.
+func (m *Manager) follow(ctx context.Context, rec store.Server) {
+	bg := context.WithoutCancel(ctx)
+	user := rec.User
+	var lastState swarm.TaskState
+	var lastDetail, probeErr string
+	tick := time.NewTicker(m.o.ProbeInterval)
+	defer tick.Stop()
+	for {
+		task, found, err := m.spawnTask(ctx, rec.ServiceID)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && cerrdefs.IsNotFound(err):
+			m.serviceVanished(bg, rec)
+			return
+		case err != nil:
+			m.log.Warn("list tasks", "user", user, "err", err)
+		case found:
+			if msg, failed := taskFailure(task); failed {
+				m.fail(bg, rec, msg)
+				m.removeService(bg, rec.ServiceID)
+				return
+			}
+			state := task.Status.State
+			detail := task.Status.Err
+			if detail == "" {
+				detail = task.Status.Message
+			}
+			if state != lastState || detail != lastDetail {
+				lastState, lastDetail = state, detail
+				m.progress(bg, user, taskProgress(task))
+			}
+			if state == swarm.TaskStateRunning {
+				addr := taskAddr(task, m.o.Spec.Network, m.port())
+				if addr == "" {
+					probeErr = "task has no address on network " + m.o.Spec.Network + " yet"
+					break
+				}
+				perr := m.probe.Probe(ctx, addr, user, rec.Token)
+				if perr == nil {
+					m.ready(bg, rec, addr)
+					return
+				}
+				probeErr = perr.Error()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errStopped) {
+				m.stoppedWhileStarting(bg, rec)
+				return
+			}
+			msg := fmt.Sprintf("the server did not become ready within %s", m.o.StartTimeout)
+			if lastState != "" {
+				msg += fmt.Sprintf(" (task %s", lastState)
+				if lastDetail != "" {
+					msg += ": " + lastDetail
+				}
+				if lastState == swarm.TaskStateRunning && probeErr != "" {
+					msg += "; last readiness check: " + probeErr
+				}
+				msg += ")"
+			}
+			m.fail(bg, rec, msg+spawnfail.Hint(lastDetail+" "+probeErr))
+			m.removeService(bg, rec.ServiceID)
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+var errStopped = errors.New("server stopped while starting")
+
+func (m *Manager) ready(ctx context.Context, rec store.Server, addr string) {
+	now := m.o.Clock()
+	rec.State = store.StateRunning
+	rec.Addr = addr
+	rec.Error = ""
+	rec.Started = now
+	rec.Ready = now
+	if err := m.st.PutServer(ctx, rec); err != nil {
+		m.log.Error("record ready server", "user", rec.User, "err", err)
+	}
+	m.mu.Lock()
+	m.targets[rec.User] = target{addr: addr, token: rec.Token}
+	m.mu.Unlock()
+	if m.o.Metrics != nil {
+		m.o.Metrics.SpawnFinished(now.Sub(rec.Requested), "")
+	}
+	url := BaseURL(rec.User)
+	m.progress(ctx, rec.User, store.Progress{Progress: 100, Message: "Server ready at " + url, Ready: true, URL: url})
+	m.event(ctx, EventReady, rec.User, fmt.Sprintf("ready after %s", now.Sub(rec.Requested).Round(time.Millisecond)))
+	m.log.Info("server ready", "user", rec.User, "addr", addr, "after", now.Sub(rec.Requested))
+}
+
+// fail records a failed spawn and returns the updated record.
+func (m *Manager) fail(ctx context.Context, rec store.Server, msg string) store.Server {
+	rec.State = store.StateFailed
+	rec.Error = msg
+	rec.Addr = ""
+	if err := m.st.PutServer(ctx, rec); err != nil {
+		m.log.Error("record failed server", "user", rec.User, "err", err)
+	}
+	m.progress(ctx, rec.User, store.Progress{Progress: 100, Message: "Spawn failed: " + msg, Failed: true})
+	m.event(ctx, EventFailure, rec.User, msg)
+	m.log.Warn("spawn failed", "user", rec.User, "reason", msg)
+	if m.o.Metrics != nil {
+		if msg == "" {
+			msg = "unknown"
+		}
+		m.o.Metrics.SpawnFinished(m.o.Clock().Sub(rec.Requested), msg)
+	}
+	return rec
+}
+
+// serviceVanished handles a service removed during its spawn: by Stop on
+// another replica (the record says stopped) or by hand (it does not).
+func (m *Manager) serviceVanished(ctx context.Context, rec store.Server) {
+	cur, err := m.getServer(ctx, rec.User)
+	if err == nil && cur.State == store.StateStarting && cur.ServiceID == rec.ServiceID {
+		m.fail(ctx, rec, "the service "+rec.ServiceName+" was removed while the server was starting")
+		return
+	}
+	m.stoppedWhileStarting(ctx, rec)
+}
+
+func (m *Manager) stoppedWhileStarting(ctx context.Context, rec store.Server) {
+	m.progress(ctx, rec.User, store.Progress{Progress: 100, Message: "Spawn failed: the server was stopped while starting", Failed: true})
+	m.log.Info("server stopped while starting", "user", rec.User)
+}
