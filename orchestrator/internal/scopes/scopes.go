@@ -311,3 +311,14 @@ func Allows(held Set, need string, t Target) bool {
 func AllowsAny(held Set, needs []string, t Target) bool {
 	return slices.ContainsFunc(needs, func(n string) bool { return Allows(held, n, t) })
 }
+
+// ForToken is what a request with a token may do: the owner's expanded
+// role scopes if the token has no recorded scopes (nil) or "inherit",
+// otherwise the token's scopes intersected with the owner's.
+func ForToken(ownerRaw []string, owner Owner, tokenRaw []string, groupsOf func(string) []string) Set {
+	held := Expand(ownerRaw, owner)
+	if tokenRaw == nil || slices.Contains(tokenRaw, "inherit") {
+		return held
+	}
+	return Intersect(Expand(tokenRaw, owner), held, groupsOf)
+}

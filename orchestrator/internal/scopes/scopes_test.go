@@ -172,3 +172,20 @@ func TestRouteTable(t *testing.T) {
 		t.Errorf("Lookup misses a listed route")
 	}
 }
+
+func TestForToken(t *testing.T) {
+	bob := Owner{Name: "bob"}
+	full := ForToken(Roles["user"], bob, nil, nil)
+	if !Allows(full, "tokens", Target{User: "bob"}) {
+		t.Errorf("unscoped token lacks its owner's tokens scope")
+	}
+	if inh := ForToken(Roles["user"], bob, []string{"inherit"}, nil); !slices.Equal(inh.Strings(), full.Strings()) {
+		t.Errorf("inherit = %v, want owner's %v", inh.Strings(), full.Strings())
+	}
+	// A token asking for more than its owner gets only the overlap.
+	got := ForToken(Roles["user"], bob, []string{"admin:users", "read:tokens"}, nil)
+	if Allows(got, "admin:users", Target{User: "bob"}) || Allows(got, "read:users", Target{User: "carol"}) ||
+		!Allows(got, "read:tokens", Target{User: "bob"}) || Allows(got, "tokens", Target{User: "bob"}) {
+		t.Errorf("narrowed token = %v", got.Strings())
+	}
+}
