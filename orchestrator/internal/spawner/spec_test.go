@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 )
 
@@ -240,6 +241,16 @@ func TestSingleUserEnv(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestContractNamesMatchConfig: configuration validates the names the
+// spawner acts on.
+func TestContractNamesMatchConfig(t *testing.T) {
+	t.Parallel()
+	if config.ContractToken != spawner.ContractToken || config.ContractSingleUser != spawner.ContractSingleUser {
+		t.Errorf("config's contracts %q, %q differ from the spawner's %q, %q",
+			config.ContractToken, config.ContractSingleUser, spawner.ContractToken, spawner.ContractSingleUser)
 	}
 }
 
