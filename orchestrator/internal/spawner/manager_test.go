@@ -650,6 +650,18 @@ func TestStartSingleUser(t *testing.T) {
 	if _, token, err := h.m.Target(ctx, "alice"); err != nil || token != "" {
 		t.Errorf("Target from the record = %q, %v; want no token to inject", token, err)
 	}
+	// The task comes back elsewhere: the new route injects no token either.
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task { return []swarm.Task{fakedocker.RunningTask(svc, "10.0.0.9")} })
+	moved, err := h.m.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.m.Retarget(moved); len(got) != 1 {
+		t.Fatalf("Retarget moved %v, want alice", got)
+	}
+	if addr, token, err := h.m.Target(ctx, "alice"); err != nil || addr != "10.0.0.9:8888" || token != "" {
+		t.Errorf("Target after Retarget = %q, %q, %v; want the new address and no token", addr, token, err)
+	}
 
 	// A later replica finds the service and adopts it with the same meaning.
 	fresh := spawner.NewManager(h.d, newFakeStore(), spawner.ManagerOptions{Spec: baseOptions(), Namer: identityNamer(t), Prober: alwaysReady}, nil)
