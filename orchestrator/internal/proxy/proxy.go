@@ -1,9 +1,8 @@
 // Package proxy forwards /user/NAME/... (HTTP and websockets) to NAME's
-// Jupyter server. It decides who may pass, injects the server's token (if the
-// server has one for it), keeps
-// the hub's own cookie away from user servers and counts activity, all
-// without a Redis or Docker call per request: identities and addresses come
-// from caches owned by the caller.
+// Jupyter server. It decides who may pass, injects the server's token (when
+// the server takes one), keeps the hub's own cookie away from user servers
+// and counts activity, all without a Redis or Docker call per request:
+// identities and addresses come from caches owned by the caller.
 package proxy
 
 import (
