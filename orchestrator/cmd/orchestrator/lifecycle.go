@@ -288,7 +288,7 @@ func (o observer) ListObserved(ctx context.Context) ([]lifecycle.ObservedService
 	out := make([]lifecycle.ObservedService, 0, len(obs))
 	for _, s := range obs {
 		out = append(out, lifecycle.ObservedService{User: s.User, ServiceID: s.ServiceID, ServiceName: s.ServiceName,
-			Image: s.Image, Created: s.Created, Token: s.Token, Instructor: s.Instructor,
+			Image: s.Image, Created: s.Created, Token: s.Token, HubToken: s.HubToken, Instructor: s.Instructor,
 			Addr: s.Addr, Running: s.TaskState == "running"})
 	}
 	return out, nil
@@ -318,7 +318,7 @@ func (r records) ListRecords(ctx context.Context) ([]lifecycle.Record, error) {
 
 func (r records) Adopt(ctx context.Context, svc lifecycle.ObservedService) error {
 	_, err := r.mgr.Adopt(ctx, spawner.Observed{User: svc.User, ServiceID: svc.ServiceID, ServiceName: svc.ServiceName,
-		Image: svc.Image, Created: svc.Created, Token: svc.Token, Instructor: svc.Instructor, Addr: svc.Addr})
+		Image: svc.Image, Created: svc.Created, Token: svc.Token, HubToken: svc.HubToken, Instructor: svc.Instructor, Addr: svc.Addr})
 	return err
 }
 

@@ -274,6 +274,9 @@ func specOptions(cfg config.Config) spawner.Options {
 		Port:        n.Port,
 		CourseID:    n.CourseID,
 		Instance:    cfg.Instance,
+		Contracts:   n.ImageContracts,
+		HubURL:      cfg.HubInternalURL(),
+		AdminAccess: cfg.Auth.AdminAccess,
 	}
 }
 

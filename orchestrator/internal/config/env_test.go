@@ -69,6 +69,10 @@ auth:
 			func(c config.Config) (any, any) { return c.Notebook.Env, map[string]string{"GREETING": "a=b, c"} }},
 		{"map value with equals", []string{"SWARMHUB_NOTEBOOK_ENV", "OPTS=a=b"},
 			func(c config.Config) (any, any) { return c.Notebook.Env, map[string]string{"OPTS": "a=b"} }},
+		{"image contracts with a tag", []string{"SWARMHUB_NOTEBOOK_IMAGE_CONTRACTS", "from/file:1=jupyterhub-singleuser"},
+			func(c config.Config) (any, any) {
+				return c.Notebook.ImageContracts, map[string]string{"from/file:1": "jupyterhub-singleuser"}
+			}},
 		{"empty value leaves the file's", []string{"SWARMHUB_NOTEBOOK_IMAGE", ""},
 			func(c config.Config) (any, any) { return c.Notebook.Image, "from/file:1" }},
 		{"unrelated SWARMHUB_ variables are ignored", []string{"SWARMHUB_TEST_REDIS", "127.0.0.1:1", "SWARMHUB_NOTEBOOK", "x"},

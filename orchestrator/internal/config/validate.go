@@ -200,6 +200,28 @@ func (v *checker) notebook(n *Notebook) {
 	if len(n.AllowedImages) > 0 && !found && n.Image != "" {
 		v.add("notebook.allowed_images", "does not contain notebook.image %q; add it, so admins can always switch back to the default image", n.Image)
 	}
+	singleUser := false
+	for _, img := range sortedKeys(n.ImageContracts) {
+		switch c := n.ImageContracts[img]; c {
+		case ContractToken:
+		case ContractSingleUser:
+			singleUser = true
+		default:
+			v.add("notebook.image_contracts", "%s: contract %q is unknown; use %s or %s", img, c, ContractToken, ContractSingleUser)
+		}
+		if img != n.Image && !slices.Contains(n.AllowedImages, img) {
+			v.add("notebook.image_contracts", "%q is neither notebook.image nor in notebook.allowed_images, so no server would use it; check its spelling", img)
+		}
+	}
+	if n.HubURL != "" {
+		u, err := url.Parse(n.HubURL)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			v.add("notebook.hub_url", "%q is not an absolute http(s) URL; write it like http://orchestrator:8000", n.HubURL)
+		case (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			v.add("notebook.hub_url", "%q may hold only scheme, host and port; servers add /hub/api themselves", n.HubURL)
+		}
+	}
 
 	if n.MemLimit < 0 {
 		v.add("notebook.mem_limit", "%d is negative; use a size like 2G, or 0 for no limit", n.MemLimit)
@@ -251,6 +273,8 @@ func (v *checker) notebook(n *Notebook) {
 			v.add("notebook.env", "%q is not a valid environment variable name (letters, digits, '_', not starting with a digit)", k)
 		case reservedEnv[k] || strings.HasPrefix(k, "SWARMHUB_"):
 			v.add("notebook.env", "%s is set by swarmhub itself for every server; remove it here", k)
+		case singleUser && (strings.HasPrefix(k, "JUPYTERHUB_") || k == "JPY_API_TOKEN"):
+			v.add("notebook.env", "%s is set by swarmhub for jupyterhub-singleuser images (notebook.image_contracts); remove it here", k)
 		}
 	}
 	v.port("notebook.port", n.Port)

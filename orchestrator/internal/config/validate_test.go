@@ -101,6 +101,18 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"allowed image invalid", valid, func(c *config.Config) {
 			c.Notebook.AllowedImages = []string{c.Notebook.Image, "bad image"}
 		}, "notebook.allowed_images", "not a Docker image"},
+		{"unknown contract", valid, func(c *config.Config) {
+			c.Notebook.ImageContracts = map[string]string{c.Notebook.Image: "kubespawner"}
+		}, "notebook.image_contracts", `contract "kubespawner" is unknown`},
+		{"contract for an unused image", valid, func(c *config.Config) {
+			c.Notebook.ImageContracts = map[string]string{"swarmhub/notebook-singlueser:dev": "jupyterhub-singleuser"}
+		}, "notebook.image_contracts", "neither notebook.image nor in notebook.allowed_images"},
+		{"singleuser env override", valid, func(c *config.Config) {
+			c.Notebook.ImageContracts = map[string]string{c.Notebook.Image: "jupyterhub-singleuser"}
+			c.Notebook.Env = map[string]string{"JUPYTERHUB_API_URL": "http://elsewhere"}
+		}, "notebook.env", "JUPYTERHUB_API_URL is set by swarmhub for jupyterhub-singleuser images"},
+		{"hub url without scheme", valid, func(c *config.Config) { c.Notebook.HubURL = "orchestrator:8000" }, "notebook.hub_url", "http(s)"},
+		{"hub url with path", valid, func(c *config.Config) { c.Notebook.HubURL = "http://orchestrator:8000/hub/api" }, "notebook.hub_url", "/hub/api themselves"},
 		{"mem limit tiny", valid, func(c *config.Config) { c.Notebook.MemLimit, c.Notebook.MemGuarantee = 1024, 0 }, "notebook.mem_limit", "6M"},
 		{"mem guarantee above limit", valid, func(c *config.Config) { c.Notebook.MemGuarantee = 4 * config.GiB },
 			"notebook.mem_guarantee", "4G is larger than notebook.mem_limit 2G; lower the guarantee or raise the limit"},
@@ -235,6 +247,15 @@ func TestValidateAcceptsVariants(t *testing.T) {
 			c.Notebook.Image = "registry.example.edu:5000/course/notebook@sha256:" + strings.Repeat("a", 64)
 			c.Notebook.AllowedImages = []string{c.Notebook.Image, "swarmhub/notebook-debian:latest"}
 		}},
+		{"jupyterhub-singleuser image", valid, func(c *config.Config) {
+			c.Notebook.AllowedImages = []string{c.Notebook.Image, "swarmhub/notebook-singleuser:dev"}
+			c.Notebook.ImageContracts = map[string]string{"swarmhub/notebook-singleuser:dev": "jupyterhub-singleuser", c.Notebook.Image: "token"}
+			c.Notebook.HubURL = "http://swarmhub_orchestrator:8000/"
+			c.Notebook.Env = map[string]string{"TZ": "Europe/Berlin"}
+		}},
+		{"JUPYTERHUB_ variables without a singleuser image", valid, func(c *config.Config) {
+			c.Notebook.Env = map[string]string{"JUPYTERHUB_API_URL": "http://elsewhere"}
+		}},
 		{"nfs", valid, func(c *config.Config) {
 			c.Storage.Backend, c.Storage.NFS.Server, c.Storage.NFS.Export, c.Storage.HostPath.Root = "nfs", "10.0.0.5", "/export/hub", ""
 		}},
@@ -364,4 +385,20 @@ func writeFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestHubInternalURL(t *testing.T) {
+	c := valid()
+	if got, want := c.HubInternalURL(), "http://orchestrator:8000"; got != want {
+		t.Errorf("default: %q, want %q", got, want)
+	}
+	c.Listen.Port = 9000
+	c.TLS.CertFile, c.TLS.KeyFile = "c.pem", "k.pem"
+	if got, want := c.HubInternalURL(), "https://orchestrator:9000"; got != want {
+		t.Errorf("tls on port 9000: %q, want %q", got, want)
+	}
+	c.Notebook.HubURL = "http://hub.internal:8000/"
+	if got, want := c.HubInternalURL(), "http://hub.internal:8000"; got != want {
+		t.Errorf("set: %q, want %q", got, want)
+	}
 }

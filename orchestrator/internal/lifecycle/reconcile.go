@@ -19,6 +19,7 @@ type ObservedService struct {
 	Image       string
 	Created     time.Time
 	Token       string // the server token from the service spec
+	HubToken    bool   // Token is also a hub API token (jupyterhub-singleuser)
 	Instructor  bool
 	Addr        string // task address, "" when no task runs
 	Running     bool   // a task is in state running

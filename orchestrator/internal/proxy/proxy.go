@@ -1,8 +1,8 @@
 // Package proxy forwards /user/NAME/... (HTTP and websockets) to NAME's
-// Jupyter server. It decides who may pass, injects the server's token, keeps
-// the hub's own cookie away from user servers and counts activity, all
-// without a Redis or Docker call per request: identities and addresses come
-// from caches owned by the caller.
+// Jupyter server. It decides who may pass, injects the server's token (when
+// the server takes one), keeps the hub's own cookie away from user servers
+// and counts activity, all without a Redis or Docker call per request:
+// identities and addresses come from caches owned by the caller.
 package proxy
 
 import (
@@ -32,8 +32,9 @@ type Identifier interface {
 	Identify(r *http.Request) (Identity, bool)
 }
 
-// Resolver finds a user's running server. Target is cached by the
-// implementation; Forget drops the cached address after a failed connection.
+// Resolver finds a user's running server and the token to send it (empty:
+// send none). Target is cached by the implementation; Forget drops the
+// cached address after a failed connection.
 type Resolver interface {
 	Target(ctx context.Context, user string) (addr, token string, err error)
 	Forget(user string)
@@ -266,11 +267,15 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	h := pr.Out.Header
 	// The client's Authorization (maybe a hub API token) is not for the user
-	// server; the server's own token is.
-	if v := h["Authorization"]; len(v) > 0 {
+	// server; the server's own token is. A server without one (it asks the
+	// hub who its visitors are) gets none.
+	switch v := h["Authorization"]; {
+	case st.token == "":
+		delete(h, "Authorization")
+	case len(v) > 0:
 		v[0] = "token " + st.token // reuse the clone's slice
 		h["Authorization"] = v[:1]
-	} else {
+	default:
 		h["Authorization"] = []string{"token " + st.token}
 	}
 	stripCookie(h, p.o.CookieName)

@@ -59,6 +59,7 @@ type fakeResolver struct {
 	addr       map[string]string
 	next       map[string]string
 	notRunning map[string]bool
+	noToken    map[string]bool // servers that authenticate through the hub
 	forgotten  []string
 	targets    int
 	// stopOnForget makes the server count as stopped once forgotten.
@@ -75,6 +76,9 @@ func (f *fakeResolver) Target(_ context.Context, user string) (string, string, e
 	a, ok := f.addr[user]
 	if !ok {
 		return "", "", fmt.Errorf("resolve %s: docker is down", user)
+	}
+	if f.noToken[user] {
+		return a, "", nil
 	}
 	return a, "tok-" + user, nil
 }
@@ -406,6 +410,41 @@ func TestUpstreamRequestHeaders(t *testing.T) {
 // JupyterLab sends the server token from its page as Authorization next to
 // the session cookie: the cookie identifies the student, the owner check
 // still applies, and the server gets its own token.
+// TestServerWithoutTokenGetsNoAuthorization: a jupyterhub-singleuser
+// server authenticates students itself (through the hub), so the proxy
+// injects nothing and still strips the client's Authorization and the hub
+// cookie; the owner check stays.
+func TestServerWithoutTokenGetsNoAuthorization(t *testing.T) {
+	e := newEnv(t, false)
+	e.res.mu.Lock()
+	e.res.noToken = map[string]bool{"alice": true}
+	e.res.mu.Unlock()
+	r, _ := http.NewRequest("GET", e.srv.URL+"/user/alice/api/contents", nil)
+	r.Header.Set("Cookie", "_xsrf=2|deadbeef; "+hubCookie+"=s-alice; jupyterhub-user-alice=oauth")
+	r.Header.Set("Authorization", "token some-hub-token")
+	res, err := e.client.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status = %d, want 200", res.StatusCode)
+	}
+	got := decode[seen](t, res)
+	if got.Authorization != "" {
+		t.Errorf("upstream Authorization = %q, want none", got.Authorization)
+	}
+	if want := "_xsrf=2|deadbeef; jupyterhub-user-alice=oauth"; got.Cookie != want {
+		t.Errorf("upstream Cookie = %q, want %q", got.Cookie, want)
+	}
+	hits := e.hits.Load()
+	res2 := e.do(req{path: "/user/alice/api/contents", session: "s-bob"})
+	res2.Body.Close()
+	if res2.StatusCode != http.StatusForbidden || e.hits.Load() != hits {
+		t.Errorf("bob on alice's server: status %d, upstream hit %v; want 403 and no hit", res2.StatusCode, e.hits.Load() != hits)
+	}
+}
+
 func TestServerTokenFromThePageIsAccepted(t *testing.T) {
 	e := newEnv(t, false)
 	for _, tc := range []struct {

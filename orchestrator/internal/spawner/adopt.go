@@ -20,6 +20,7 @@ type Observed struct {
 	Image       string
 	Created     time.Time
 	Token       string
+	HubToken    bool // Token is the server's hub API token (ContractSingleUser)
 	Instructor  bool
 	TaskState   swarm.TaskState // of the newest task; empty when none
 	Addr        string          // ip:port of a running task, else empty
@@ -57,9 +58,9 @@ func (m *Manager) Services(ctx context.Context) ([]Observed, error) {
 			ServiceName: s.Spec.Name,
 			Image:       serviceImage(s),
 			Created:     s.CreatedAt,
-			Token:       serviceEnv(s, EnvToken),
 			Instructor:  serviceEnv(s, EnvInstructor) == "1",
 		}
+		o.Token, o.HubToken = serviceToken(s)
 		if t, ok := byService[s.ID]; ok {
 			o.TaskState = t.Status.State
 			if t.Status.State == swarm.TaskStateRunning {
@@ -93,6 +94,7 @@ func (m *Manager) Adopt(ctx context.Context, o Observed) (store.Server, error) {
 	rec.ServiceID = o.ServiceID
 	rec.ServiceName = o.ServiceName
 	rec.Token = o.Token
+	rec.HubToken = o.HubToken
 	rec.Image = o.Image
 	rec.Instructor = o.Instructor
 	rec.Addr = o.Addr
@@ -110,10 +112,31 @@ func (m *Manager) Adopt(ctx context.Context, o Observed) (store.Server, error) {
 		return store.Server{}, fmt.Errorf("record adopted server of %s: %w", o.User, err)
 	}
 	m.mu.Lock()
-	m.targets[o.User] = target{addr: o.Addr, token: o.Token}
+	m.targets[o.User] = target{addr: o.Addr, token: proxyToken(rec)}
 	m.mu.Unlock()
 	m.log.Info("adopted running service", "user", o.User, "service", o.ServiceName)
 	return rec, nil
+}
+
+// serviceToken is the server token in a service's spec, and whether it is a
+// hub API token (the jupyterhub-singleuser contract).
+func serviceToken(s swarm.Service) (token string, hub bool) {
+	if t := serviceEnv(s, EnvHubAPIToken); t != "" {
+		return t, true
+	}
+	return serviceEnv(s, EnvToken), false
+}
+
+// proxyToken is the token to inject for this service, keeping old when the
+// spec named none.
+func (o Observed) proxyToken(old string) string {
+	switch {
+	case o.HubToken:
+		return ""
+	case o.Token != "":
+		return o.Token
+	}
+	return old
 }
 
 func serviceEnv(s swarm.Service, name string) string {

@@ -52,7 +52,7 @@ func (m *Manager) follow(ctx context.Context, rec store.Server) {
 					probeErr = "task has no address on network " + m.o.Spec.Network + " yet"
 					break
 				}
-				perr := m.probe.Probe(ctx, addr, user, rec.Token)
+				perr := m.probe.Probe(ctx, addr, user, proxyToken(rec))
 				if perr == nil {
 					m.ready(bg, rec, addr)
 					return
@@ -98,7 +98,7 @@ func (m *Manager) ready(ctx context.Context, rec store.Server, addr string) {
 		m.log.Error("record ready server", "user", rec.User, "err", err)
 	}
 	m.mu.Lock()
-	m.targets[rec.User] = target{addr: addr, token: rec.Token}
+	m.targets[rec.User] = target{addr: addr, token: proxyToken(rec)}
 	m.mu.Unlock()
 	if m.o.Metrics != nil {
 		m.o.Metrics.SpawnFinished(now.Sub(rec.Requested), "")

@@ -605,3 +605,102 @@ func TestStartConcurrentWithRedisStore(t *testing.T) {
 		t.Errorf("slots in use after all spawns = %d, %v; want 0", n, err)
 	}
 }
+
+func singleUserOptions(o *spawner.ManagerOptions) {
+	o.Image = "swarmhub/notebook-singleuser:dev"
+	o.Spec.Contracts = map[string]string{"swarmhub/notebook-singleuser:dev": spawner.ContractSingleUser}
+	o.Spec.HubURL = "http://orchestrator:8000"
+}
+
+// TestStartSingleUser checks the jupyterhub-singleuser contract end to end
+// in the spawner: the record marks its token as a hub token, the readiness
+// check and the proxy send no token, and the service carries it as
+// JUPYTERHUB_API_TOKEN.
+func TestStartSingleUser(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var probed []string
+	h := newHarness(t, func(o *spawner.ManagerOptions) {
+		singleUserOptions(o)
+		o.Prober = proberFunc(func(_ context.Context, _, _, token string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			probed = append(probed, token)
+			return nil
+		})
+	})
+	ctx := context.Background()
+	if _, err := h.m.Start(ctx, "alice", spawner.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(t)
+	rec := h.st.server("alice")
+	if rec.State != store.StateRunning || !rec.HubToken || rec.Token == "" {
+		t.Fatalf("record = %+v, want running with a hub token", rec)
+	}
+	mu.Lock()
+	if len(probed) == 0 || probed[0] != "" {
+		t.Errorf("readiness checks sent tokens %q, want none", probed)
+	}
+	mu.Unlock()
+	if addr, token, err := h.m.Target(ctx, "alice"); err != nil || addr == "" || token != "" {
+		t.Errorf("Target = %q, %q, %v; want an address and no token to inject", addr, token, err)
+	}
+	h.m.Forget("alice")
+	if _, token, err := h.m.Target(ctx, "alice"); err != nil || token != "" {
+		t.Errorf("Target from the record = %q, %v; want no token to inject", token, err)
+	}
+	// The task comes back elsewhere: the new route injects no token either.
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task { return []swarm.Task{fakedocker.RunningTask(svc, "10.0.0.9")} })
+	moved, err := h.m.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.m.Retarget(moved); len(got) != 1 {
+		t.Fatalf("Retarget moved %v, want alice", got)
+	}
+	if addr, token, err := h.m.Target(ctx, "alice"); err != nil || addr != "10.0.0.9:8888" || token != "" {
+		t.Errorf("Target after Retarget = %q, %q, %v; want the new address and no token", addr, token, err)
+	}
+
+	// A later replica finds the service and adopts it with the same meaning.
+	fresh := spawner.NewManager(h.d, newFakeStore(), spawner.ManagerOptions{Spec: baseOptions(), Namer: identityNamer(t), Prober: alwaysReady}, nil)
+	obs, err := fresh.Services(ctx)
+	if err != nil || len(obs) != 1 {
+		t.Fatalf("Services = %+v, %v", obs, err)
+	}
+	if o := obs[0]; o.Token != rec.Token || !o.HubToken {
+		t.Errorf("observed %+v, want the hub token %q from JUPYTERHUB_API_TOKEN", o, rec.Token)
+	}
+	adopted, err := fresh.Adopt(ctx, obs[0])
+	if err != nil || !adopted.HubToken || adopted.Token != rec.Token {
+		t.Fatalf("Adopt = %+v, %v", adopted, err)
+	}
+	if _, token, err := fresh.Target(ctx, "alice"); err != nil || token != "" {
+		t.Errorf("Target after adoption = %q, %v; want no token to inject", token, err)
+	}
+}
+
+func TestStartSingleUserAdoptsOnNameConflict(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, singleUserOptions)
+	opts := baseOptions()
+	opts.Contracts = map[string]string{"swarmhub/notebook-singleuser:dev": spawner.ContractSingleUser}
+	opts.HubURL = "http://orchestrator:8000"
+	spec, err := spawner.BuildSpec(spawner.Request{
+		User: "alice", ServiceName: "jupyter-alice", VolumeName: "jupyterhub-user-alice",
+		Token: "existing-token", Image: "swarmhub/notebook-singleuser:dev",
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d.AddService(spec)
+	rec, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Token != "existing-token" || !rec.HubToken {
+		t.Errorf("Start returned %+v, want the existing service's hub token", rec)
+	}
+	h.settle(t)
+}

@@ -9,7 +9,10 @@ import (
 )
 
 // HTTPProber checks readiness the way the contract says: GET
-// /user/NAME/api/status with the server token answers 200.
+// /user/NAME/api/status with the server token answers 200. Without a token
+// (ContractSingleUser, whose server would ask the hub about any token) it
+// asks GET /user/NAME/api instead, which answers without authentication,
+// as JupyterHub's own readiness check does.
 type HTTPProber struct {
 	Client *http.Client // default: a client with a 2s timeout
 }
@@ -20,11 +23,17 @@ func (p *HTTPProber) Probe(ctx context.Context, addr, user, token string) error 
 	if c == nil {
 		c = defaultProbeClient
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+BaseURL(user)+"api/status", nil)
+	path := BaseURL(user) + "api/status"
+	if token == "" {
+		path = BaseURL(user) + "api"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return fmt.Errorf("build readiness request: %w", err)
 	}
-	req.Header.Set("Authorization", "token "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "token "+token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("readiness check: %w", err)

@@ -14,6 +14,8 @@ func TestHTTPProber(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case r.URL.Path == "/user/alice/api" && r.Header.Get("Authorization") == "":
+			_, _ = w.Write([]byte(`{"version":"6.4.12"}`))
 		case r.URL.Path != "/user/alice/api/status":
 			http.NotFound(w, r)
 		case r.Header.Get("Authorization") != "token good":
@@ -32,6 +34,8 @@ func TestHTTPProber(t *testing.T) {
 		{name: "ready with the right token", addr: addr, user: "alice", token: "good"},
 		{name: "wrong token", addr: addr, user: "alice", token: "bad", wantErr: "403"},
 		{name: "other user's base url", addr: addr, user: "bob", token: "good", wantErr: "404"},
+		{name: "no token: the unauthenticated version endpoint", addr: addr, user: "alice"},
+		{name: "no token, other user's base url", addr: addr, user: "bob", wantErr: "404"},
 		{name: "nothing listening", addr: "127.0.0.1:1", user: "alice", token: "good", wantErr: "readiness check"},
 	}
 	for _, tt := range tests {

@@ -11,10 +11,22 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
-// target is a cached route: where a running server listens and its token.
+// target is a cached route: where a running server listens and the token
+// the proxy injects.
 type target struct{ addr, token string }
 
-// Target returns where the user's running server listens and its token.
+// proxyToken is the token the proxy sends to rec's server, and the readiness
+// check too: none for a server that authenticates visitors through the hub
+// (its token is the server's own hub credential).
+func proxyToken(rec store.Server) string {
+	if rec.HubToken {
+		return ""
+	}
+	return rec.Token
+}
+
+// Target returns where the user's running server listens and the token to
+// inject into requests to it ("" for none).
 // It answers from memory. On a miss it asks Docker for the task's address
 // rather than trusting the one in the store: after a restart of dockerd (or
 // of a node) tasks come back with new addresses, and an old address may by
@@ -57,9 +69,9 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 		}
 	}
 	m.mu.Lock()
-	m.targets[user] = target{addr: addr, token: rec.Token}
+	m.targets[user] = target{addr: addr, token: proxyToken(rec)}
 	m.mu.Unlock()
-	return addr, rec.Token, nil
+	return addr, proxyToken(rec), nil
 }
 
 // Forget drops the cached address so the next Target asks Docker again.
@@ -88,7 +100,7 @@ func (m *Manager) Retarget(obs []Observed) (moved []string) {
 			delete(m.targets, o.User)
 			moved = append(moved, o.User)
 		case o.Addr != t.addr:
-			m.targets[o.User] = target{addr: o.Addr, token: or(o.Token, t.token)}
+			m.targets[o.User] = target{addr: o.Addr, token: o.proxyToken(t.token)}
 			moved = append(moved, o.User)
 		}
 	}

@@ -8,6 +8,7 @@ package spawner
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"path"
 	"sort"
@@ -36,6 +37,24 @@ const (
 	EnvPort       = "SWARMHUB_PORT"
 	EnvInstructor = "SWARMHUB_INSTRUCTOR"
 	EnvCourseID   = "NBGRADER_COURSE_ID"
+)
+
+// Start contracts: how an image is started and how it authenticates
+// (README.md, "Your own notebook image").
+const (
+	// ContractToken: swarmhub's own contract above; the proxy injects the
+	// server token.
+	ContractToken = "token"
+	// ContractSingleUser: an image whose command is jupyterhub-singleuser,
+	// given the environment JupyterHub's Spawner.get_env gives (SingleUserEnv).
+	// It asks the hub who a visitor is (OAuth), so the proxy injects nothing.
+	ContractSingleUser = "jupyterhub-singleuser"
+)
+
+// Environment of the jupyterhub-singleuser contract, as JupyterHub sets it.
+const (
+	EnvHubAPIToken = "JUPYTERHUB_API_TOKEN"
+	EnvHubAPIURL   = "JUPYTERHUB_API_URL"
 )
 
 // Defaults applied by BuildSpec when an Options field is empty.
@@ -93,6 +112,66 @@ type Options struct {
 	Port           int    // default 8888
 	CourseID       string // NBGRADER_COURSE_ID
 	Instance       string // swarmhub.instance label; default "swarmhub"
+	// Contracts maps an image to its start contract; unlisted images use
+	// ContractToken.
+	Contracts map[string]string
+	// HubURL is where servers reach the hub on the overlay network, e.g.
+	// http://orchestrator:8000 (ContractSingleUser only).
+	HubURL string
+	// AdminAccess: admins may open other users' servers (JupyterHub's
+	// JUPYTERHUB_ADMIN_ACCESS).
+	AdminAccess bool
+}
+
+// Contract is the start contract of image.
+func (o Options) Contract(image string) string {
+	if c := o.Contracts[image]; c != "" {
+		return c
+	}
+	return ContractToken
+}
+
+// SingleUserParams is what SingleUserEnv needs.
+type SingleUserParams struct {
+	User        string
+	Token       string // the server token, also a hub API token of User
+	HubURL      string // the hub as servers reach it, without /hub/
+	Port        int
+	NotebookDir string
+	AdminAccess bool
+}
+
+// SingleUserEnv is the environment JupyterHub's Spawner.get_env gives a
+// jupyterhub-singleuser server (JupyterHub 3 to 5) for the default server
+// of p.User: its hub API token, OAuth client and scopes, API and activity
+// URLs, and its URL prefix. The hub's host is empty, so OAuth redirects
+// stay on the host the student uses.
+func SingleUserEnv(p SingleUserParams) map[string]string {
+	api := strings.TrimSuffix(p.HubURL, "/") + "/hub/api"
+	prefix := BaseURL(p.User)
+	scopes := `["access:servers!server=` + p.User + `/", "access:servers!user=` + p.User + `"]`
+	env := map[string]string{
+		EnvHubAPIToken:                           p.Token,
+		"JPY_API_TOKEN":                          p.Token,
+		"JUPYTERHUB_CLIENT_ID":                   "jupyterhub-user-" + p.User,
+		"JUPYTERHUB_HOST":                        "",
+		"JUPYTERHUB_OAUTH_CALLBACK_URL":          prefix + "oauth_callback",
+		"JUPYTERHUB_OAUTH_SCOPES":                scopes,
+		"JUPYTERHUB_OAUTH_ACCESS_SCOPES":         scopes,
+		"JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+		EnvUser:                                  p.User,
+		"JUPYTERHUB_SERVER_NAME":                 "",
+		EnvHubAPIURL:                             api,
+		"JUPYTERHUB_ACTIVITY_URL":                api + "/users/" + p.User + "/activity",
+		"JUPYTERHUB_BASE_URL":                    "/",
+		"JUPYTERHUB_SERVICE_PREFIX":              prefix,
+		"JUPYTERHUB_SERVICE_URL":                 "http://0.0.0.0:" + strconv.Itoa(p.Port) + prefix,
+		"JUPYTERHUB_ROOT_DIR":                    p.NotebookDir,
+	}
+	if p.AdminAccess {
+		env["JUPYTERHUB_ADMIN_ACCESS"] = "1"
+	}
+	return env
 }
 
 // BaseURL is the path prefix a user's server is served under.
@@ -197,14 +276,29 @@ func buildEnv(r Request, o Options, notebookDir string, port int) ([]string, err
 	if r.Instructor {
 		instructor = "1"
 	}
-	vars := map[string]string{
-		EnvUser:       r.User,
-		EnvToken:      r.Token,
-		EnvBaseURL:    BaseURL(r.User),
-		EnvNotebook:   notebookDir,
-		EnvPort:       strconv.Itoa(port),
-		EnvInstructor: instructor,
+	var vars map[string]string
+	switch c := o.Contract(r.Image); c {
+	case ContractToken:
+		vars = map[string]string{
+			EnvUser:    r.User,
+			EnvToken:   r.Token,
+			EnvBaseURL: BaseURL(r.User),
+			EnvPort:    strconv.Itoa(port),
+		}
+	case ContractSingleUser:
+		if o.HubURL == "" {
+			return nil, fmt.Errorf("spawner: image %s uses the %s contract, which needs the hub's internal URL", r.Image, c)
+		}
+		vars = SingleUserEnv(SingleUserParams{
+			User: r.User, Token: r.Token, HubURL: o.HubURL, Port: port,
+			NotebookDir: notebookDir, AdminAccess: o.AdminAccess,
+		})
+	default:
+		return nil, fmt.Errorf("spawner: image %s has an unknown start contract %q (want %q or %q)", r.Image, c, ContractToken, ContractSingleUser)
 	}
+	vars[EnvNotebook] = notebookDir
+	vars[EnvInstructor] = instructor
+	contract := maps.Clone(vars)
 	if o.CourseID != "" {
 		vars[EnvCourseID] = o.CourseID
 	}
@@ -212,7 +306,7 @@ func buildEnv(r Request, o Options, notebookDir string, port int) ([]string, err
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return nil, fmt.Errorf("spawner: env name %q is invalid", k)
 		}
-		if contractEnv[k] {
+		if _, set := contract[k]; set || contractEnv[k] {
 			return nil, fmt.Errorf("spawner: env %s is set by swarmhub and cannot be overridden in the extra environment", k)
 		}
 		vars[k] = v

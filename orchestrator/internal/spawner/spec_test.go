@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 )
 
@@ -60,6 +62,11 @@ func TestBuildSpecGolden(t *testing.T) {
 			o.Env = map[string]string{"ZED": "last", "AAA": "first", "TZ": "Europe/Berlin", "EMPTY": ""}
 			o.Port = 9999
 			o.ExchangeDir = "" // no exchange mount
+		}},
+		{name: "singleuser", req: func(r *spawner.Request) { r.Image = "swarmhub/notebook-singleuser:dev" }, opt: func(o *spawner.Options) {
+			o.Contracts = map[string]string{"swarmhub/notebook-singleuser:dev": spawner.ContractSingleUser}
+			o.HubURL = "http://orchestrator:8000"
+			o.Env = map[string]string{"TZ": "Europe/Berlin"}
 		}},
 	}
 	for _, tt := range tests {
@@ -125,6 +132,17 @@ func TestBuildSpecErrors(t *testing.T) {
 		{name: "negative cpu", opt: func(o *spawner.Options) { o.CPULimit = -1 }, wantErr: "negative"},
 		{name: "bad preference", opt: func(o *spawner.Options) { o.Preferences = []string{"pack=node.labels.x"} }, wantErr: "spread="},
 		{name: "relative notebook dir", opt: func(o *spawner.Options) { o.NotebookDir = "home" }, wantErr: "notebook_dir"},
+		{name: "singleuser env overrides the hub URL", opt: func(o *spawner.Options) {
+			o.Contracts = map[string]string{"swarmhub/notebook:dev": spawner.ContractSingleUser}
+			o.HubURL = "http://orchestrator:8000"
+			o.Env = map[string]string{"JUPYTERHUB_API_URL": "http://evil"}
+		}, wantErr: "JUPYTERHUB_API_URL"},
+		{name: "singleuser without hub URL", opt: func(o *spawner.Options) {
+			o.Contracts = map[string]string{"swarmhub/notebook:dev": spawner.ContractSingleUser}
+		}, wantErr: "internal URL"},
+		{name: "unknown contract", opt: func(o *spawner.Options) {
+			o.Contracts = map[string]string{"swarmhub/notebook:dev": "kubespawner"}
+		}, wantErr: "kubespawner"},
 		{name: "exchange without volume", opt: func(o *spawner.Options) { o.ExchangeVolume = "" }, wantErr: "exchange"},
 	}
 	for _, tt := range tests {
@@ -145,5 +163,106 @@ func TestBuildSpecErrors(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestSingleUserEnv(t *testing.T) {
+	t.Parallel()
+	base := spawner.SingleUserParams{User: "alice", Token: "tok", HubURL: "http://orchestrator:8000", Port: 8888, NotebookDir: "/home/jovyan"}
+	common := map[string]string{
+		"JUPYTERHUB_API_TOKEN":                   "tok",
+		"JPY_API_TOKEN":                          "tok",
+		"JUPYTERHUB_CLIENT_ID":                   "jupyterhub-user-alice",
+		"JUPYTERHUB_HOST":                        "",
+		"JUPYTERHUB_OAUTH_CALLBACK_URL":          "/user/alice/oauth_callback",
+		"JUPYTERHUB_OAUTH_SCOPES":                `["access:servers!server=alice/", "access:servers!user=alice"]`,
+		"JUPYTERHUB_OAUTH_ACCESS_SCOPES":         `["access:servers!server=alice/", "access:servers!user=alice"]`,
+		"JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+		"JUPYTERHUB_USER":                        "alice",
+		"JUPYTERHUB_SERVER_NAME":                 "",
+		"JUPYTERHUB_API_URL":                     "http://orchestrator:8000/hub/api",
+		"JUPYTERHUB_ACTIVITY_URL":                "http://orchestrator:8000/hub/api/users/alice/activity",
+		"JUPYTERHUB_BASE_URL":                    "/",
+		"JUPYTERHUB_SERVICE_PREFIX":              "/user/alice/",
+		"JUPYTERHUB_SERVICE_URL":                 "http://0.0.0.0:8888/user/alice/",
+		"JUPYTERHUB_ROOT_DIR":                    "/home/jovyan",
+	}
+	with := func(kv ...string) map[string]string {
+		m := maps.Clone(common)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		p    func(*spawner.SingleUserParams)
+		want map[string]string
+	}{
+		{name: "defaults", want: common},
+		{name: "hub URL with a trailing slash", p: func(p *spawner.SingleUserParams) { p.HubURL += "/" }, want: common},
+		{name: "admin access", p: func(p *spawner.SingleUserParams) { p.AdminAccess = true }, want: with("JUPYTERHUB_ADMIN_ACCESS", "1")},
+		{name: "other port", p: func(p *spawner.SingleUserParams) { p.Port = 9000 }, want: with("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:9000/user/alice/")},
+		{name: "other user", p: func(p *spawner.SingleUserParams) { p.User = "bob.x" }, want: map[string]string{
+			"JUPYTERHUB_API_TOKEN":                   "tok",
+			"JPY_API_TOKEN":                          "tok",
+			"JUPYTERHUB_CLIENT_ID":                   "jupyterhub-user-bob.x",
+			"JUPYTERHUB_HOST":                        "",
+			"JUPYTERHUB_OAUTH_CALLBACK_URL":          "/user/bob.x/oauth_callback",
+			"JUPYTERHUB_OAUTH_SCOPES":                `["access:servers!server=bob.x/", "access:servers!user=bob.x"]`,
+			"JUPYTERHUB_OAUTH_ACCESS_SCOPES":         `["access:servers!server=bob.x/", "access:servers!user=bob.x"]`,
+			"JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+			"JUPYTERHUB_USER":                        "bob.x",
+			"JUPYTERHUB_SERVER_NAME":                 "",
+			"JUPYTERHUB_API_URL":                     "http://orchestrator:8000/hub/api",
+			"JUPYTERHUB_ACTIVITY_URL":                "http://orchestrator:8000/hub/api/users/bob.x/activity",
+			"JUPYTERHUB_BASE_URL":                    "/",
+			"JUPYTERHUB_SERVICE_PREFIX":              "/user/bob.x/",
+			"JUPYTERHUB_SERVICE_URL":                 "http://0.0.0.0:8888/user/bob.x/",
+			"JUPYTERHUB_ROOT_DIR":                    "/home/jovyan",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := base
+			if tt.p != nil {
+				tt.p(&p)
+			}
+			got := spawner.SingleUserEnv(p)
+			for k, v := range tt.want {
+				if g, ok := got[k]; !ok || g != v {
+					t.Errorf("%s = %q (set: %v), want %q", k, g, ok, v)
+				}
+			}
+			for k := range got {
+				if _, ok := tt.want[k]; !ok {
+					t.Errorf("unexpected %s=%q", k, got[k])
+				}
+			}
+		})
+	}
+}
+
+// TestContractNamesMatchConfig: configuration validates the names the
+// spawner acts on.
+func TestContractNamesMatchConfig(t *testing.T) {
+	t.Parallel()
+	if config.ContractToken != spawner.ContractToken || config.ContractSingleUser != spawner.ContractSingleUser {
+		t.Errorf("config's contracts %q, %q differ from the spawner's %q, %q",
+			config.ContractToken, config.ContractSingleUser, spawner.ContractToken, spawner.ContractSingleUser)
+	}
+}
+
+// TestContractOfImage checks that only listed images change contract, so
+// every existing image keeps today's environment.
+func TestContractOfImage(t *testing.T) {
+	t.Parallel()
+	o := spawner.Options{Contracts: map[string]string{"img/singleuser:1": spawner.ContractSingleUser}}
+	if c := o.Contract("img/singleuser:1"); c != spawner.ContractSingleUser {
+		t.Errorf("listed image: contract %q", c)
+	}
+	if c := o.Contract("img/singleuser:2"); c != spawner.ContractToken {
+		t.Errorf("unlisted image: contract %q, want %q", c, spawner.ContractToken)
 	}
 }

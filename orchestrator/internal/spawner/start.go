@@ -91,6 +91,7 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 		Token:       token,
 		Image:       image,
 		Instructor:  so.Instructor,
+		HubToken:    m.o.Spec.Contract(image) == ContractSingleUser,
 		Requested:   now,
 	}
 	m.Forget(user)
@@ -139,8 +140,8 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 			return fail(fmt.Sprintf("a service named %s exists but does not belong to %s on this hub (instance %q); an admin must remove it or set notebook.service_name", serviceName, user, m.instance()))
 		}
 		rec.ServiceID = svc.ID
-		if t := serviceEnv(svc, EnvToken); t != "" {
-			rec.Token = t
+		if t, hub := serviceToken(svc); t != "" {
+			rec.Token, rec.HubToken = t, hub
 		}
 		if img := serviceImage(svc); img != "" {
 			rec.Image = img

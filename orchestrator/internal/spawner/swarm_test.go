@@ -71,7 +71,8 @@ func randHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
-func newSwarmEnv(t *testing.T) *swarmEnv {
+// newSwarmEnv sets up the network and a Manager; mods may change its options.
+func newSwarmEnv(t *testing.T, mods ...func(*spawner.ManagerOptions)) *swarmEnv {
 	t.Helper()
 	cli := requireSwarm(t)
 	ctx := context.Background()
@@ -108,7 +109,7 @@ func newSwarmEnv(t *testing.T) *swarmEnv {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	e.m = spawner.NewManager(cli, spawner.WrapStore(e.st), spawner.ManagerOptions{
+	mo := spawner.ManagerOptions{
 		Spec:          opts,
 		Image:         tinyImage,
 		Namer:         namer,
@@ -122,7 +123,11 @@ func newSwarmEnv(t *testing.T) *swarmEnv {
 			e.probed.Store(user, addr)
 			return nil
 		}),
-	}, log)
+	}
+	for _, mod := range mods {
+		mod(&mo)
+	}
+	e.m = spawner.NewManager(cli, spawner.WrapStore(e.st), mo, log)
 	return e
 }
 

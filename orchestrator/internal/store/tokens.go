@@ -17,6 +17,7 @@ import (
 // creation; Redis holds only its SHA-256.
 type Token struct {
 	ID, User, Note    string
+	Kind              string // "" for tokens users and admins create; TokenKindServer
 	Created, LastUsed time.Time
 	Expires           time.Time // zero: never
 }
@@ -36,6 +37,7 @@ func tokenFrom(m map[string]string) Token {
 		ID:       m["id"],
 		User:     m["user"],
 		Note:     m["note"],
+		Kind:     m["kind"],
 		Created:  parseTime(m["created"]),
 		LastUsed: parseTime(m["last_used"]),
 		Expires:  parseTime(m["expires"]),
@@ -81,6 +83,43 @@ func (s *Store) CreateTokenExpiring(ctx context.Context, user, note string, expi
 		return "", Token{}, fmt.Errorf("create token for %q: %w", user, err)
 	}
 	return plain, tok, nil
+}
+
+// TokenKindServer marks the token of a user's running jupyterhub-singleuser
+// server (see Server.HubToken); its ID is always ServerTokenID, so a user
+// has at most one.
+const (
+	TokenKindServer = "server"
+	ServerTokenID   = "server"
+)
+
+// setServerToken makes the user's server token the one hashed ARGV[2], or
+// removes it when ARGV[2] is empty. An unchanged token keeps its record
+// (created, last_used).
+// KEYS: user index. ARGV: token key prefix, hash, user, created.
+var setServerToken = redis.NewScript(`
+local old = redis.call('HGET', KEYS[1], 'server')
+if old == ARGV[2] then return 0 end
+if old then
+  redis.call('DEL', ARGV[1] .. old)
+  redis.call('HDEL', KEYS[1], 'server')
+end
+if ARGV[2] == '' then return 1 end
+redis.call('HSET', ARGV[1] .. ARGV[2], 'id', 'server', 'user', ARGV[3], 'note', 'server', 'kind', 'server',
+  'created', ARGV[4], 'last_used', '0', 'expires', '0')
+redis.call('HSET', KEYS[1], 'server', ARGV[2])
+return 1
+`)
+
+// syncServerToken queues, in p, the change that makes v's server token
+// exist exactly when v is an active server with a hub token.
+func (s *Store) syncServerToken(ctx context.Context, p redis.Pipeliner, v Server) {
+	h := ""
+	if v.HubToken && v.Token != "" && (v.State == StateStarting || v.State == StateRunning) {
+		h = hashToken(v.Token)
+	}
+	// Eval, not EvalSha: inside MULTI a missing script cannot be retried.
+	setServerToken.Eval(ctx, p, []string{s.key("user-tokens:", v.User)}, s.key("token:"), h, v.User, fmtTime(s.now()))
 }
 
 // touchToken never recreates a token deleted since it was read.

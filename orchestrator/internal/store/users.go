@@ -249,7 +249,13 @@ func (s *Store) hashes(ctx context.Context, index, prefix string) ([]map[string]
 type Server struct {
 	User, State, ServiceID, ServiceName, Token, Image, Error, Addr string
 	Instructor                                                     bool
-	Requested, Started, Ready                                      time.Time
+	// HubToken says Token is also one of User's hub API tokens (kind
+	// TokenKindServer): jupyterhub-singleuser servers call the hub's API with
+	// it. The store keeps that token exactly while the record is starting or
+	// running with this Token, so every stop, failure or reconcile that
+	// changes the record also revokes it.
+	HubToken                  bool
+	Requested, Started, Ready time.Time
 }
 
 // Server states (DESIGN.md "Server lifecycle"): the one spelling the
@@ -273,6 +279,7 @@ func (v Server) fields() []any {
 		"error", v.Error,
 		"addr", v.Addr,
 		"instructor", fmtBool(v.Instructor),
+		"hub_token", fmtBool(v.HubToken),
 		"requested", fmtTime(v.Requested),
 		"started", fmtTime(v.Started),
 		"ready", fmtTime(v.Ready),
@@ -290,6 +297,7 @@ func serverFrom(m map[string]string) Server {
 		Error:       m["error"],
 		Addr:        m["addr"],
 		Instructor:  parseBool(m["instructor"]),
+		HubToken:    parseBool(m["hub_token"]),
 		Requested:   parseTime(m["requested"]),
 		Started:     parseTime(m["started"]),
 		Ready:       parseTime(m["ready"]),
@@ -316,6 +324,7 @@ func (s *Store) PutServer(ctx context.Context, v Server) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.key("server:", v.User), v.fields()...)
 		p.SAdd(ctx, s.key("servers"), v.User)
+		s.syncServerToken(ctx, p, v)
 		return nil
 	})
 	if err != nil {
@@ -350,6 +359,7 @@ func (s *Store) UpdateServer(ctx context.Context, user string, fn func(v *Server
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, key, v.fields()...)
 			p.SAdd(ctx, s.key("servers"), user)
+			s.syncServerToken(ctx, p, v)
 			return nil
 		})
 		out = v
@@ -366,6 +376,7 @@ func (s *Store) DeleteServer(ctx context.Context, user string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.key("server:", user))
 		p.SRem(ctx, s.key("servers"), user)
+		s.syncServerToken(ctx, p, Server{User: user})
 		return nil
 	})
 	if err != nil {
