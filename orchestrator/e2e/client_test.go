@@ -104,7 +104,7 @@ func (b *browser) apiErr(method, path string, body any) (int, []byte, error) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("X-XSRFToken", b.xsrf)
+	req.Header.Set("X-XSRFToken", b.xsrfFor(path))
 	resp, err := b.c.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -112,6 +112,21 @@ func (b *browser) apiErr(method, path string, body any) (int, []byte, error) {
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out, nil
+}
+
+// xsrfFor is the XSRF token for a request to path: the hub's, or on a user
+// server that set its own _xsrf cookie (a jupyterhub-singleuser server,
+// which authenticates the student by its cookie), that one.
+func (b *browser) xsrfFor(path string) string {
+	if strings.HasPrefix(path, "/user/") {
+		u, _ := url.Parse(b.base + path)
+		for _, c := range b.c.Jar.Cookies(u) {
+			if c.Name == "_xsrf" {
+				return c.Value
+			}
+		}
+	}
+	return b.xsrf
 }
 
 type progress struct {

@@ -12,6 +12,12 @@ import (
 // serverToken reads JUPYTER_TOKEN from the spec of user's service.
 func (h *hub) serverToken(t testing.TB, user string) string {
 	t.Helper()
+	return h.serviceEnv(t, user, "JUPYTER_TOKEN")
+}
+
+// serviceEnv is the value of key in the env of user's one server service.
+func (h *hub) serviceEnv(t testing.TB, user, key string) string {
+	t.Helper()
 	ids := h.servicesOf(t, user)
 	if len(ids) != 1 {
 		t.Fatalf("%s has %d services, want 1", user, len(ids))
@@ -22,11 +28,11 @@ func (h *hub) serverToken(t testing.TB, user string) string {
 		t.Fatalf("service env %q: %v", out, err)
 	}
 	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "JUPYTER_TOKEN="); ok && v != "" {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok && v != "" {
 			return v
 		}
 	}
-	t.Fatalf("no JUPYTER_TOKEN in the service spec of %s", user)
+	t.Fatalf("no %s in the service spec of %s", key, user)
 	return ""
 }
 

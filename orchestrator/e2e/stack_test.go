@@ -93,7 +93,8 @@ log: {level: debug, format: json}
 redis: {address: "redis:6379"}
 notebook:
   image: swarmhub/notebook-debian:%[1]s
-  allowed_images: [swarmhub/notebook-debian:%[1]s, swarmhub/notebook-server:%[1]s, swarmhub/tinynotebook:%[1]s, swarmhub/does-not-exist:nope]
+  allowed_images: [swarmhub/notebook-debian:%[1]s, swarmhub/notebook-server:%[1]s, swarmhub/notebook-singleuser:%[1]s, swarmhub/tinynotebook:%[1]s, swarmhub/does-not-exist:nope]
+  image_contracts: {"swarmhub/notebook-singleuser:%[1]s": jupyterhub-singleuser}
   mem_limit: 768M
   mem_guarantee: 64M
   cpu_limit: 1
