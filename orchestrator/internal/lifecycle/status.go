@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // HTTPStatusProber asks a Jupyter server for /api/status and /api/kernels,
@@ -27,7 +29,7 @@ func NewHTTPStatusProber(client *http.Client) *HTTPStatusProber {
 // Status returns the server's last_activity (the later of /api/status and
 // its kernels') and how many kernels are busy (or still starting).
 func (p *HTTPStatusProber) Status(ctx context.Context, addr, user, token string) (time.Time, int, error) {
-	base := &url.URL{Scheme: "http", Host: addr, Path: "/user/" + user + "/api/"}
+	base := &url.URL{Scheme: "http", Host: addr, Path: identity.UserPath(user) + "api/"}
 	var status struct {
 		LastActivity time.Time `json:"last_activity"`
 	}
