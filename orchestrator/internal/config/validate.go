@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // FieldError is one problem with one key; Key is the dotted YAML path
@@ -305,10 +307,10 @@ func (v *checker) auth(a *Auth, instructors []string) {
 		pattern = nil
 	}
 	for _, k := range sortedKeys(a.UsernameMap) {
-		if canonical(k) == "" {
+		if identity.Fold(k) == "" {
 			v.add("auth.username_map", "has an empty login name; remove that entry")
 		}
-		if to := canonical(a.UsernameMap[k]); pattern != nil && !pattern.MatchString(to) {
+		if to := identity.Fold(a.UsernameMap[k]); pattern != nil && !pattern.MatchString(to) {
 			v.add("auth.username_map", "%s maps to %q, which does not match auth.username_pattern %s", k, a.UsernameMap[k], a.UsernamePattern)
 		}
 	}
@@ -341,10 +343,10 @@ func (v *checker) auth(a *Auth, instructors []string) {
 // username checks a configured name the way login will see it: trimmed,
 // lower-cased, mapped, then matched.
 func (v *checker) username(key, name string, a *Auth, pattern *regexp.Regexp) {
-	c := canonical(name)
+	c := identity.Fold(name)
 	for from, to := range a.UsernameMap {
-		if canonical(from) == c {
-			c = canonical(to)
+		if identity.Fold(from) == c {
+			c = identity.Fold(to)
 		}
 	}
 	if !pattern.MatchString(c) {

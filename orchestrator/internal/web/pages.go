@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
@@ -283,9 +284,10 @@ func (s *Server) spawnPendingPage(c echo.Context) error {
 	if name != id.User && !id.Admin {
 		return apiError(http.StatusForbidden, "you may only start your own server")
 	}
-	next := safeNext(c.QueryParam("next"), "/user/"+name+"/")
-	if !strings.HasPrefix(next, "/user/"+name+"/") {
-		next = "/user/" + name + "/"
+	base := identity.UserPath(name)
+	next := safeNext(c.QueryParam("next"), base)
+	if !strings.HasPrefix(next, base) {
+		next = base
 	}
 	srv, err := s.server(c.Request().Context(), name)
 	if err != nil {
@@ -303,7 +305,7 @@ func (s *Server) userRedirect(c echo.Context) error {
 		return c.Redirect(http.StatusFound, "/hub/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
 	}
 	rest := strings.TrimPrefix(c.Param("*"), "/")
-	target := "/user/" + id.User + "/" + rest
+	target := identity.UserPath(id.User) + rest
 	if q := c.Request().URL.RawQuery; q != "" {
 		target += "?" + q
 	}
