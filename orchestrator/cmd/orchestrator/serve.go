@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}, web.Deps{
 		Store:     st,
 		Auth:      authn,
-		Policy:    auth.NewPolicy(policyLists{st}, cfg.Auth.AllowAll),
+		Policy:    auth.NewPolicy(cfg.Auth.AllowAll),
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: cfg.Auth.Regulation.MaxFailures, Window: cfg.Auth.Regulation.Window, Ban: cfg.Auth.Regulation.Ban}),
 		Namer:     namer,
 		Servers:   mgr,
@@ -325,32 +325,6 @@ func (a *accessEvents) AdminAccess(admin, user string) {
 		Message: admin + " opened " + user + "'s server"}); err != nil {
 		a.log.Warn("recording admin access", "err", err)
 	}
-}
-
-// policyLists answers the admission policy from the user records in Redis.
-type policyLists struct{ st *store.Store }
-
-func (p policyLists) lookup(ctx context.Context, user string) (store.User, bool, error) {
-	u, err := p.st.GetUser(ctx, user)
-	if errors.Is(err, store.ErrNotFound) {
-		return u, false, nil
-	}
-	return u, err == nil, err
-}
-
-func (p policyLists) IsBlocked(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Blocked, err
-}
-
-func (p policyLists) IsAllowed(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Allowed, err
-}
-
-func (p policyLists) IsAdmin(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Admin, err
 }
 
 func canonicalList(n *identity.Namer, in []string) []string {

@@ -200,7 +200,12 @@ func (s *Server) loginSubmit(c echo.Context) error {
 		return s.loginUnavailable(c, next, raw, err)
 	}
 	user = res.Username
-	admin, err := s.d.Policy.Admit(ctx, res)
+	// One read serves both the admission decision and the record refresh.
+	adm, err := s.d.Store.GetAdmission(ctx, user)
+	if err != nil {
+		return s.loginUnavailable(c, next, raw, err)
+	}
+	admin, err := s.d.Policy.Admit(res, auth.Admission{Admin: adm.Admin, Blocked: adm.Blocked, Allowed: adm.Allowed})
 	if err != nil {
 		if errors.Is(err, auth.ErrNotAllowed) || errors.Is(err, auth.ErrBlocked) {
 			s.countLogin(loginNotAllowed)
@@ -213,7 +218,7 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	if s.d.Regulator != nil {
 		_ = s.d.Regulator.Succeeded(ctx, user, ip)
 	}
-	if err := s.recordLogin(ctx, user, admin); err != nil {
+	if err := s.recordLogin(ctx, user, adm, admin); err != nil {
 		return s.loginUnavailable(c, next, raw, err)
 	}
 	sess, err := s.d.Store.CreateSession(ctx, user, s.o.SessionIdle, s.o.SessionMax)
@@ -237,16 +242,16 @@ func (s *Server) loginUnavailable(c echo.Context, next, raw string, err error) e
 	return s.showLogin(c, http.StatusServiceUnavailable, next, raw, msg)
 }
 
-// recordLogin creates or refreshes the user's record.
-func (s *Server) recordLogin(ctx context.Context, user string, admin bool) error {
-	u, err := s.d.Store.GetUser(ctx, user)
-	if errors.Is(err, store.ErrNotFound) {
-		u = store.User{Name: user, Created: time.Now().UTC()}
-	} else if err != nil {
-		return err
+// recordLogin creates or refreshes the user's record from the admission the
+// login just read.
+func (s *Server) recordLogin(ctx context.Context, user string, adm store.Admission, admin bool) error {
+	now := time.Now().UTC()
+	u := store.User{Name: user, Created: now}
+	if adm.Exists {
+		u = store.User{Name: user, Blocked: adm.Blocked, Allowed: adm.Allowed, Created: adm.Created}
 	}
 	u.Admin = admin
-	u.LastLogin = time.Now().UTC()
+	u.LastLogin = now
 	return s.d.Store.PutUser(ctx, u)
 }
 

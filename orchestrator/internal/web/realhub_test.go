@@ -83,32 +83,6 @@ func (r *realResolver) Target(ctx context.Context, user string) (string, string,
 
 func (r *realResolver) Forget(string) {}
 
-// realPolicyLists answers the admission policy from Redis user records.
-type realPolicyLists struct{ st *store.Store }
-
-func (p realPolicyLists) user(ctx context.Context, name string) (store.User, bool, error) {
-	u, err := p.st.GetUser(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return u, false, nil
-	}
-	return u, err == nil, err
-}
-
-func (p realPolicyLists) IsBlocked(ctx context.Context, n string) (bool, error) {
-	u, ok, err := p.user(ctx, n)
-	return ok && u.Blocked, err
-}
-
-func (p realPolicyLists) IsAllowed(ctx context.Context, n string) (bool, error) {
-	u, ok, err := p.user(ctx, n)
-	return ok && u.Allowed, err
-}
-
-func (p realPolicyLists) IsAdmin(ctx context.Context, n string) (bool, error) {
-	u, ok, err := p.user(ctx, n)
-	return ok && u.Admin, err
-}
-
 // proxyIdentifier adapts the session cache to the proxy, as serve.go does.
 type proxyIdentifier struct{ c *web.SessionCache }
 
@@ -227,7 +201,7 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 	}, web.Deps{
 		Store:     st,
 		Auth:      auth.NewDummy(realPassword, namer, log),
-		Policy:    auth.NewPolicy(realPolicyLists{st}, false),
+		Policy:    auth.NewPolicy(false),
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: 1000, Window: time.Minute, Ban: time.Minute}),
 		Namer:     namer,
 		Servers:   realServers{st},
