@@ -23,6 +23,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
@@ -127,7 +128,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 
 	act := activity.New(st, log)
-	sessions := web.NewSessionCache(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
+	sessions := sessioncache.New(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
 	access := &accessEvents{st: st, log: log}
 	px = proxy.New(identifier{sessions}, mgr, act, access, proxy.Options{
 		AdminAccess:   cfg.Auth.AdminAccess,
@@ -305,7 +306,7 @@ type checkFunc func(ctx context.Context) error
 func (f checkFunc) Check(ctx context.Context) error { return f(ctx) }
 
 // identifier adapts the web session cache to the proxy's interface.
-type identifier struct{ c *web.SessionCache }
+type identifier struct{ c *sessioncache.Cache }
 
 func (i identifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	id, ok := i.c.Identify(r)

@@ -21,6 +21,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
@@ -84,7 +85,7 @@ func (r *realResolver) Target(ctx context.Context, user string) (string, string,
 func (r *realResolver) Forget(string) {}
 
 // proxyIdentifier adapts the session cache to the proxy, as serve.go does.
-type proxyIdentifier struct{ c *web.SessionCache }
+type proxyIdentifier struct{ c *sessioncache.Cache }
 
 func (i proxyIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	id, ok := i.c.Identify(r)
@@ -183,7 +184,7 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 			t.Fatal(err)
 		}
 	}
-	sessions := web.NewSessionCache(st, 8*time.Hour, 168*time.Hour, 30*time.Second, hubCookieName)
+	sessions := sessioncache.New(st, 8*time.Hour, 168*time.Hour, 30*time.Second, hubCookieName)
 	res := &realResolver{addr: strings.TrimPrefix(up.URL, "http://"), notRunning: map[string]bool{}}
 	px := proxy.New(proxyIdentifier{sessions}, res, nil, nil, proxy.Options{
 		AdminAccess:   cfg.adminAccess,
