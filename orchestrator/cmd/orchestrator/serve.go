@@ -135,6 +135,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		CookieName:    cfg.Session.CookieName,
 		Logger:        log.With("component", "proxy"),
 		ErrNotRunning: spawner.ErrNotRunning,
+		Namer:         namer,
 	})
 
 	secure := cfg.TLS.CertFile != "" || strings.HasPrefix(cfg.PublicURL, "https://")

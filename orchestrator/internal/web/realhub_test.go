@@ -191,6 +191,7 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 		CookieName:    hubCookieName,
 		Logger:        log.With("component", "proxy"),
 		ErrNotRunning: errRealNotRunning,
+		Namer:         namer,
 	})
 	srv := web.New(web.Options{
 		Version:       "test",
