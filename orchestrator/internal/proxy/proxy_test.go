@@ -467,6 +467,7 @@ func TestHostilePaths(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			res := e.do(req{path: tc.path, session: "s-alice"})
 			if res.StatusCode != tc.want {
@@ -505,6 +506,7 @@ func TestStoppedServer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			e.res.notRunning["alice"] = true
 			res := e.do(req{method: tc.method, path: tc.path, session: "s-alice", header: tc.header})
@@ -551,6 +553,7 @@ func deadAddr(t *testing.T) string {
 func TestDialFailureForgetsAndRetries(t *testing.T) {
 	for _, tc := range []struct{ method, body string }{{"GET", ""}, {"PUT", `{"type":"notebook","content":{}}`}} {
 		t.Run(tc.method, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			e.res.next["alice"] = e.res.addr["alice"]
 			e.res.addr["alice"] = deadAddr(t)
@@ -639,6 +642,7 @@ func TestWebsocketRefusedBeforeUpgrade(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
