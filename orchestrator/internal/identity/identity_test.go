@@ -254,3 +254,21 @@ func FuzzNames(f *testing.F) {
 		}
 	})
 }
+
+func TestDerivedPaths(t *testing.T) {
+	cases := []struct{ user, path, dir string }{
+		{"alice", "/user/alice/", "users/alice"},
+		{"a.b", "/user/a.b/", "users/a.b"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.user, func(t *testing.T) {
+			t.Parallel()
+			if got := identity.UserPath(tc.user); got != tc.path {
+				t.Errorf("UserPath(%q) = %q, want %q", tc.user, got, tc.path)
+			}
+			if got := identity.WorkspaceDir(tc.user); got != tc.dir {
+				t.Errorf("WorkspaceDir(%q) = %q, want %q", tc.user, got, tc.dir)
+			}
+		})
+	}
+}
