@@ -176,7 +176,7 @@ func (im *importer) plan(names []string) error {
 			if err != nil {
 				return fmt.Errorf("volume %s: %w", n, err)
 			}
-			dest = "users/" + user
+			dest = identity.WorkspaceDir(user)
 		default:
 			fmt.Fprintf(im.out, "ignore volume %s (not a user workspace or exchange)\n", n)
 			continue
@@ -270,7 +270,7 @@ func (im *importer) run(ctx context.Context, src source) error {
 		return err
 	}
 	if !im.o.dryRun {
-		if err := os.MkdirAll(filepath.Join(im.o.to, "users"), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(im.o.to, identity.UsersDir), 0o755); err != nil {
 			return fmt.Errorf("create storage root: %w", err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
@@ -127,13 +128,14 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 
 	act := activity.New(st, log)
-	sessions := web.NewSessionCache(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
+	sessions := sessioncache.New(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
 	access := &accessEvents{st: st, log: log}
 	px = proxy.New(identifier{sessions}, mgr, act, access, proxy.Options{
 		AdminAccess:   cfg.Auth.AdminAccess,
 		CookieName:    cfg.Session.CookieName,
 		Logger:        log.With("component", "proxy"),
 		ErrNotRunning: spawner.ErrNotRunning,
+		Namer:         namer,
 	})
 
 	secure := cfg.TLS.CertFile != "" || strings.HasPrefix(cfg.PublicURL, "https://")
@@ -161,7 +163,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}, web.Deps{
 		Store:     st,
 		Auth:      authn,
-		Policy:    auth.NewPolicy(policyLists{st}, cfg.Auth.AllowAll),
+		Policy:    auth.NewPolicy(cfg.Auth.AllowAll),
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: cfg.Auth.Regulation.MaxFailures, Window: cfg.Auth.Regulation.Window, Ban: cfg.Auth.Regulation.Ban}),
 		Namer:     namer,
 		Servers:   mgr,
@@ -308,7 +310,7 @@ type checkFunc func(ctx context.Context) error
 func (f checkFunc) Check(ctx context.Context) error { return f(ctx) }
 
 // identifier adapts the web session cache to the proxy's interface.
-type identifier struct{ c *web.SessionCache }
+type identifier struct{ c *sessioncache.Cache }
 
 func (i identifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	id, ok := i.c.Identify(r)
@@ -328,32 +330,6 @@ func (a *accessEvents) AdminAccess(admin, user string) {
 		Message: admin + " opened " + user + "'s server"}); err != nil {
 		a.log.Warn("recording admin access", "err", err)
 	}
-}
-
-// policyLists answers the admission policy from the user records in Redis.
-type policyLists struct{ st *store.Store }
-
-func (p policyLists) lookup(ctx context.Context, user string) (store.User, bool, error) {
-	u, err := p.st.GetUser(ctx, user)
-	if errors.Is(err, store.ErrNotFound) {
-		return u, false, nil
-	}
-	return u, err == nil, err
-}
-
-func (p policyLists) IsBlocked(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Blocked, err
-}
-
-func (p policyLists) IsAllowed(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Allowed, err
-}
-
-func (p policyLists) IsAdmin(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Admin, err
 }
 
 func canonicalList(n *identity.Namer, in []string) []string {

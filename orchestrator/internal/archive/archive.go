@@ -30,6 +30,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // RunLayout is the time layout of a run id.
@@ -168,7 +170,7 @@ func ValidUser(user string) bool {
 func ValidRun(run string) bool { return runRe.MatchString(run) }
 
 func (a *Archiver) userDir(user string) string {
-	return filepath.Join(a.opts.Root, "users", user)
+	return filepath.Join(a.opts.Root, identity.WorkspaceDir(user))
 }
 
 func (a *Archiver) archivesDir() string { return filepath.Join(a.opts.Root, "archives") }

@@ -28,6 +28,7 @@ func TestDummy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r, err := a.Authenticate(context.Background(), tt.user, tt.password)
 			if !errors.Is(err, tt.err) || r.Username != tt.want {
 				t.Errorf("got %q, %v; want %q, %v", r.Username, err, tt.want, tt.err)

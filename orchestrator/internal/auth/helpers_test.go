@@ -119,12 +119,12 @@ func newLDAP(t testing.TB, o auth.LDAPOptions, n auth.Namer) auth.Authenticator 
 	return a
 }
 
-// memLists is an in-memory PolicyLists.
+// memLists holds the allow, admin and block lists in memory.
 type memLists struct{ blocked, admin, allowed map[string]bool }
 
-func (m memLists) IsBlocked(_ context.Context, u string) (bool, error) { return m.blocked[u], nil }
-func (m memLists) IsAdmin(_ context.Context, u string) (bool, error)   { return m.admin[u], nil }
-func (m memLists) IsAllowed(_ context.Context, u string) (bool, error) { return m.allowed[u], nil }
+func (m memLists) of(u string) auth.Admission {
+	return auth.Admission{Blocked: m.blocked[u], Admin: m.admin[u], Allowed: m.allowed[u]}
+}
 
 // memCounter is an in-memory auth.Counter with an injected clock, standing
 // in for the store's Redis counters (INCR + EXPIRE on create, SET PX, PTTL, DEL).

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // LDAPOptions mirrors the auth.ldap section of the configuration; the names
@@ -214,7 +216,7 @@ func (a *ldapAuth) Authenticate(ctx context.Context, raw, password string) (Resu
 	// sAMAccountName compare case-insensitively, so "Alice" and "alice" bind
 	// as the same entry. The canonical name (after username_map) is what the
 	// rest of swarmhub sees.
-	login := strings.ToLower(strings.TrimSpace(raw))
+	login := identity.Fold(raw)
 	var name string
 	if a.o.LookupDN && a.o.LookupDNUserDNAttribute != "" {
 		// The typed name need not be a valid username (it may be an e-mail

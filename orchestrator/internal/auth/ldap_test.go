@@ -171,7 +171,7 @@ func TestLDAPGroupsAndPolicy(t *testing.T) {
 	look.AllowedGroups = []string{data8Group, ds100Group}
 	look.GroupSearchBase = "ou=groups,dc=example,dc=edu"
 
-	policy := auth.NewPolicy(memLists{admin: map[string]bool{"data8": true}}, false)
+	policy, lists := auth.NewPolicy(false), memLists{admin: map[string]bool{"data8": true}}
 	tests := []struct {
 		name, login, password string
 		wantGroups            []string
@@ -197,7 +197,7 @@ func TestLDAPGroupsAndPolicy(t *testing.T) {
 				if !slices.Equal(r.Groups, tt.wantGroups) {
 					t.Errorf("groups = %q, want %q", r.Groups, tt.wantGroups)
 				}
-				admin, err := policy.Admit(context.Background(), r)
+				admin, err := policy.Admit(r, lists.of(r.Username))
 				if !errors.Is(err, tt.wantAdmit) || admin != tt.wantAdmin {
 					t.Errorf("Admit = %v, %v; want %v, %v", admin, err, tt.wantAdmin, tt.wantAdmit)
 				}
@@ -224,7 +224,7 @@ func TestLDAPGroupsAndPolicy(t *testing.T) {
 		if len(r.Groups) != 0 {
 			t.Errorf("groups = %q, want none", r.Groups)
 		}
-		if _, err := auth.NewPolicy(memLists{}, false).Admit(context.Background(), r); !errors.Is(err, auth.ErrNotAllowed) {
+		if _, err := auth.NewPolicy(false).Admit(r, auth.Admission{}); !errors.Is(err, auth.ErrNotAllowed) {
 			t.Errorf("Admit(bob) = %v, want ErrNotAllowed", err)
 		}
 	})

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // Config is the whole orchestrator configuration. Durations are
@@ -340,10 +342,10 @@ func (c Config) Warnings() []string {
 	}
 	blocked := map[string]bool{}
 	for _, u := range c.Auth.BlockedUsers {
-		blocked[canonical(u)] = true
+		blocked[identity.Fold(u)] = true
 	}
 	for _, u := range c.Auth.AdminUsers {
-		if blocked[canonical(u)] {
+		if blocked[identity.Fold(u)] {
 			w = append(w, fmt.Sprintf("auth.admin_users: %q is also in auth.blocked_users and will be refused", u))
 		}
 	}
@@ -383,5 +385,3 @@ func (c Config) Redacted() Config {
 	}
 	return out
 }
-
-func canonical(s string) string { return strings.ToLower(strings.TrimSpace(s)) }

@@ -80,6 +80,7 @@ auth:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			c, err := config.Parse([]byte(file), env(tt.env...))
 			if err != nil {
 				t.Fatal(err)
@@ -104,6 +105,7 @@ func TestEnvErrorsNameKeyAndVariable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := config.Parse([]byte(minimal), env(tt.variable, tt.value))
 			errs := fieldErrors(t, err)
 			if got := errs.Keys(); !slices.Equal(got, []string{tt.key}) {
@@ -184,6 +186,7 @@ func TestSecretFromFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			c, err := config.Load(writeFile(t, "c.yaml", tt.yaml), env(tt.env...))
 			if err != nil {
 				t.Fatal(err)
@@ -223,6 +226,7 @@ func TestSecretBothInlineAndFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			getenv := func(k string) string {
 				return env(append(tt.env, "SWARMHUB_AUTH_AUTHENTICATOR", "dummy", "SWARMHUB_AUTH_DUMMY_PASSWORD", "pw")...)(k)
 			}
@@ -254,6 +258,7 @@ func TestSecretFileProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := config.Load("", env("SWARMHUB_AUTH_AUTHENTICATOR", "dummy", "SWARMHUB_AUTH_DUMMY_PASSWORD_FILE", tt.file))
 			errs := fieldErrors(t, err)
 			// Only the file's key: "password required" would repeat the problem.

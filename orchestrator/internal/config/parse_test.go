@@ -28,6 +28,7 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 		"empty sections": minimal + "notebook: {}\nlifecycle: {cull: {}}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			got, err := config.Parse([]byte(data), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -181,6 +182,7 @@ func TestTypeErrorsNameTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := config.Parse([]byte(tt.yaml+"\n"), devEnv)
 			errs := fieldErrors(t, err)
 			found := false
@@ -228,6 +230,7 @@ func TestParseRejectsWhatIsNotOneConfig(t *testing.T) {
 		"a scalar":      "hello\n",
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			_, err := config.Parse([]byte(data), nil)
 			if err == nil {
 				t.Fatal("no error")
@@ -284,6 +287,7 @@ func TestDefaultsRoundTrip(t *testing.T) {
 	tricky.Lifecycle.Cull.MaxAge = 90*time.Minute + 5*time.Second
 	for name, c := range map[string]config.Config{"defaults": valid(), "tricky values": tricky} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			data, err := yaml.Marshal(c)
 			if err != nil {
 				t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // FieldError is one problem with one key; Key is the dotted YAML path
@@ -329,21 +331,30 @@ func (v *checker) auth(a *Auth, instructors []string) {
 		pattern = nil
 	}
 	for _, k := range sortedKeys(a.UsernameMap) {
-		if canonical(k) == "" {
+		if identity.Fold(k) == "" {
 			v.add("auth.username_map", "has an empty login name; remove that entry")
 		}
-		if to := canonical(a.UsernameMap[k]); pattern != nil && !pattern.MatchString(to) {
+		if to := identity.Fold(a.UsernameMap[k]); pattern != nil && !pattern.MatchString(to) {
 			v.add("auth.username_map", "%s maps to %q, which does not match auth.username_pattern %s", k, a.UsernameMap[k], a.UsernamePattern)
 		}
 	}
 	if pattern != nil {
+		// Check the lists with the Namer login uses; a username_map that
+		// identity refuses is left out here (the entries above say why, and
+		// start-up refuses it), so the lists are still checked.
+		namer, err := identity.New(identity.Options{Pattern: a.UsernamePattern, UsernameMap: a.UsernameMap})
+		if err != nil {
+			namer, err = identity.New(identity.Options{Pattern: a.UsernamePattern})
+		}
 		lists := []struct {
 			key   string
 			names []string
 		}{{"auth.admin_users", a.AdminUsers}, {"auth.allowed_users", a.AllowedUsers}, {"auth.blocked_users", a.BlockedUsers}, {"notebook.instructor_users", instructors}}
 		for _, l := range lists {
 			for _, name := range l.names {
-				v.username(l.key, name, a, pattern)
+				if err != nil || !validUsername(namer, name) {
+					v.add(l.key, "%q is not a valid username: after trimming and lower-casing it must match auth.username_pattern %s", name, a.UsernamePattern)
+				}
 			}
 		}
 	}
@@ -362,18 +373,10 @@ func (v *checker) auth(a *Auth, instructors []string) {
 	v.ldap(&a.LDAP, a.Authenticator == "ldap")
 }
 
-// username checks a configured name the way login will see it: trimmed,
-// lower-cased, mapped, then matched.
-func (v *checker) username(key, name string, a *Auth, pattern *regexp.Regexp) {
-	c := canonical(name)
-	for from, to := range a.UsernameMap {
-		if canonical(from) == c {
-			c = canonical(to)
-		}
-	}
-	if !pattern.MatchString(c) {
-		v.add(key, "%q is not a valid username: after trimming and lower-casing it must match auth.username_pattern %s", name, a.UsernamePattern)
-	}
+// validUsername checks a configured name the way login will see it.
+func validUsername(n *identity.Namer, name string) bool {
+	_, err := n.Canonical(name)
+	return err == nil
 }
 
 func (v *checker) ldap(l *LDAP, required bool) {

@@ -214,6 +214,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			c := tt.base()
 			tt.mutate(&c)
 			errs := fieldErrors(t, c.Validate())
@@ -282,6 +283,7 @@ func TestValidateAcceptsVariants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			c := tt.base()
 			tt.mutate(&c)
 			if err := c.Validate(); err != nil {

@@ -108,8 +108,8 @@ func New(o Options) (*Namer, error) {
 	}
 	sort.Strings(keys) // deterministic error messages
 	for _, k := range keys {
-		from := fold(k)
-		to := fold(o.UsernameMap[k])
+		from := Fold(k)
+		to := Fold(o.UsernameMap[k])
 		if from == "" {
 			return nil, fmt.Errorf("username_map: an empty name cannot be mapped (to %q)", o.UsernameMap[k])
 		}
@@ -132,8 +132,10 @@ func New(o Options) (*Namer, error) {
 	return n, nil
 }
 
-// fold is the first step of canonicalisation: trim and lower-case.
-func fold(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// Fold is the first step of canonicalisation, trim and lower-case, on its
+// own for the places that need a name's case-insensitive spelling before
+// username_map applies (an LDAP login name, a configured list entry).
+func Fold(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 // Canonical turns what a person typed into the one name swarmhub uses for
 // them everywhere. Errors wrap ErrInvalidUsername and their text is safe to
@@ -142,7 +144,7 @@ func (n *Namer) Canonical(raw string) (string, error) {
 	if !utf8.ValidString(raw) {
 		return "", fmt.Errorf("%w: it contains bytes that are not valid text", ErrInvalidUsername)
 	}
-	name := fold(raw)
+	name := Fold(raw)
 	if mapped, ok := n.usernameMap[name]; ok {
 		name = mapped
 	}
@@ -236,6 +238,18 @@ func (n *Namer) VolumeName(user string) (string, error) {
 	}
 	return name, nil
 }
+
+// UsersDir is the directory under the storage root that holds every
+// workspace.
+const UsersDir = "users"
+
+// UserPath is the URL path prefix a user's server is served under,
+// /user/NAME/ (Jupyter's base_url).
+func UserPath(user string) string { return "/user/" + user + "/" }
+
+// WorkspaceDir is a user's workspace relative to the storage root,
+// users/NAME, slash-separated (it is also the NFS export's sub-path).
+func WorkspaceDir(user string) string { return UsersDir + "/" + user }
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

@@ -57,6 +57,7 @@ func TestCanonical(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			got, err := n.Canonical(tc.raw)
 			if tc.wantErr == "" {
 				if err != nil {
@@ -116,6 +117,7 @@ func TestNewRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := identity.New(tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("New error = %v, want one containing %q", err, tc.wantErr)
@@ -154,6 +156,7 @@ func TestDerivedNames(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.user, func(t *testing.T) {
+			t.Parallel()
 			svc, err := n.ServiceName(tc.user)
 			if err != nil || svc != tc.service {
 				t.Errorf("ServiceName(%q) = %q, %v; want %q", tc.user, svc, err, tc.service)
@@ -250,4 +253,22 @@ func FuzzNames(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDerivedPaths(t *testing.T) {
+	cases := []struct{ user, path, dir string }{
+		{"alice", "/user/alice/", "users/alice"},
+		{"a.b", "/user/a.b/", "users/a.b"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.user, func(t *testing.T) {
+			t.Parallel()
+			if got := identity.UserPath(tc.user); got != tc.path {
+				t.Errorf("UserPath(%q) = %q, want %q", tc.user, got, tc.path)
+			}
+			if got := identity.WorkspaceDir(tc.user); got != tc.dir {
+				t.Errorf("WorkspaceDir(%q) = %q, want %q", tc.user, got, tc.dir)
+			}
+		})
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // HTTPStatusProber asks a Jupyter server for /api/status and /api/kernels,
@@ -30,7 +32,7 @@ func NewHTTPStatusProber(client *http.Client) *HTTPStatusProber {
 // Both requests carry no_track_activity=1: Jupyter Server counts any other
 // API request as activity, so a probed server would never look idle.
 func (p *HTTPStatusProber) Status(ctx context.Context, addr, user, token string) (time.Time, int, error) {
-	base := &url.URL{Scheme: "http", Host: addr, Path: "/user/" + user + "/api/", RawQuery: "no_track_activity=1"}
+	base := &url.URL{Scheme: "http", Host: addr, Path: identity.UserPath(user) + "api/", RawQuery: "no_track_activity=1"}
 	var status struct {
 		LastActivity time.Time `json:"last_activity"`
 	}

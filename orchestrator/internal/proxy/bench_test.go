@@ -26,7 +26,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	}))
 	defer up.Close()
 	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
-	p := proxy.New(identities, res, &fakeActivity{}, nil, proxy.Options{CookieName: hubCookie, Logger: quiet})
+	p := proxy.New(identities, res, &fakeActivity{}, nil, proxy.Options{CookieName: hubCookie, Logger: quiet, Namer: namer})
 	front := httptest.NewServer(p)
 	defer front.Close()
 	target, _ := url.Parse(up.URL)

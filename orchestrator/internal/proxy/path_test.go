@@ -46,6 +46,7 @@ func TestParseUserPath(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			user, rest, ok := proxy.ParseUserPath(tc.in)
 			if user != tc.wantUser || rest != tc.wantRest || ok != tc.wantOK {
 				t.Errorf("ParseUserPath(%q) = %q, %q, %v; want %q, %q, %v",

@@ -32,6 +32,13 @@ type Identifier interface {
 	Identify(r *http.Request) (Identity, bool)
 }
 
+// Namer turns the name in a /user/NAME/ path into the canonical username
+// (internal/identity implements it), so every spelling of a name reaches
+// one server.
+type Namer interface {
+	Canonical(raw string) (string, error)
+}
+
 // Resolver finds a user's running server and the token to send it (empty:
 // send none). Target is cached by the implementation; Forget drops the
 // cached address after a failed connection.
@@ -57,6 +64,7 @@ type Options struct {
 	// not running"; matched with errors.Is.
 	ErrNotRunning error
 	Clock         func() time.Time // default time.Now
+	Namer         Namer            // required
 }
 
 // accessEvery bounds admin_access events to one per admin and user.
@@ -166,10 +174,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad request path")
 		return
 	}
-	// One spelling per server: lower case, canonically escaped, with the
-	// trailing slash Jupyter's base_url needs. Nothing is revealed by this.
+	// One spelling per server: the canonical name, canonically escaped, with
+	// the trailing slash Jupyter's base_url needs. Nothing is revealed by
+	// this; a name no user can have has no server.
+	user, err := p.o.Namer.Canonical(name)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "no such user")
+		return
+	}
 	seg := escaped[len(userPrefix) : len(escaped)-len(rest)]
-	if canon := url.PathEscape(strings.ToLower(name)); canon != seg || rest == "" {
+	if canon := url.PathEscape(user); canon != seg || rest == "" {
 		if rest == "" {
 			rest = "/"
 		}

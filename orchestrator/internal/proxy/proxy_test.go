@@ -19,6 +19,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
 )
 
@@ -27,6 +28,15 @@ const hubCookie = "swarmhub-session"
 var errNotRunning = errors.New("server not running")
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// namer is the default identity.Namer, as serve.go wires it.
+var namer = func() *identity.Namer {
+	n, err := identity.New(identity.Options{})
+	if err != nil {
+		panic(err)
+	}
+	return n
+}()
 
 // identities maps session cookie values to identities.
 var identities = fakeIdentifier{
@@ -189,6 +199,7 @@ func newEnv(t *testing.T, adminAccess bool) *env {
 		ErrNotRunning: errNotRunning,
 		Clock:         e.clock.Now,
 		Logger:        quiet,
+		Namer:         namer,
 	})
 	e.srv = httptest.NewServer(e.p)
 	t.Cleanup(e.srv.Close)
@@ -529,9 +540,12 @@ func TestHostilePaths(t *testing.T) {
 		{name: "upper case name", path: "/user/ALICE/tree?x=y", want: 302, wantLoc: "/user/alice/tree?x=y"},
 		{name: "needlessly escaped name", path: "/user/al%69ce/api/status", want: 302, wantLoc: "/user/alice/api/status"},
 		{name: "other user after normalisation", path: "/user/bob/", want: 403},
+		{name: "name no user can have", path: "/user/-alice/", want: 404},
+		{name: "escaped space in name", path: "/user/al%20ice/", want: 404},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			res := e.do(req{path: tc.path, session: "s-alice"})
 			if res.StatusCode != tc.want {
@@ -570,6 +584,7 @@ func TestStoppedServer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			e.res.notRunning["alice"] = true
 			res := e.do(req{method: tc.method, path: tc.path, session: "s-alice", header: tc.header})
@@ -616,6 +631,7 @@ func deadAddr(t *testing.T) string {
 func TestDialFailureForgetsAndRetries(t *testing.T) {
 	for _, tc := range []struct{ method, body string }{{"GET", ""}, {"PUT", `{"type":"notebook","content":{}}`}} {
 		t.Run(tc.method, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			e.res.next["alice"] = e.res.addr["alice"]
 			e.res.addr["alice"] = deadAddr(t)
@@ -704,6 +720,7 @@ func TestWebsocketRefusedBeforeUpgrade(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, false)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -850,7 +867,7 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 	}))
 	defer up.Close()
 	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
-	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, Logger: quiet})
+	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, Logger: quiet, Namer: namer})
 	ctx, cancel := context.WithCancel(context.Background())
 	rq := httptest.NewRequestWithContext(ctx, "GET", "/user/alice/api/events", nil)
 	rq.AddCookie(&http.Cookie{Name: hubCookie, Value: "s-alice"})
@@ -895,7 +912,7 @@ func TestUpstreamErrorStatus(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res := &fakeResolver{addr: map[string]string{"alice": "192.0.2.1:8888"}}
-			p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, Logger: quiet, Transport: failingTransport{tc.err}})
+			p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, Logger: quiet, Namer: namer, Transport: failingTransport{tc.err}})
 			rq := httptest.NewRequest("GET", "/user/alice/api/status", nil)
 			rq.AddCookie(&http.Cookie{Name: hubCookie, Value: "s-alice"})
 			rec := httptest.NewRecorder()

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 type aliceOnly struct{}
@@ -57,7 +59,11 @@ func TestQuickAckOnlyForUpgrades(t *testing.T) {
 		}
 		return c, err
 	}
-	p := New(aliceOnly{}, fixedTarget(up.Listener.Addr().String()), nil, nil, Options{Transport: tr, Logger: slog.New(slog.DiscardHandler)})
+	namer, err := identity.New(identity.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(aliceOnly{}, fixedTarget(up.Listener.Addr().String()), nil, nil, Options{Transport: tr, Logger: slog.New(slog.DiscardHandler), Namer: namer})
 	front := httptest.NewServer(p)
 	defer front.Close()
 

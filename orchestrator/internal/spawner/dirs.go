@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // ensureDirs creates the user's workspace and the exchange directory under
@@ -15,11 +17,11 @@ func (m *Manager) ensureDirs(user string) error {
 	if m.o.StorageMount == "" {
 		return nil
 	}
-	users := filepath.Join(m.o.StorageMount, "users")
+	users := filepath.Join(m.o.StorageMount, identity.UsersDir)
 	if err := os.MkdirAll(users, 0o755); err != nil {
 		return fmt.Errorf("create %s on the storage root: %w", users, err)
 	}
-	ws := filepath.Join(users, user)
+	ws := filepath.Join(m.o.StorageMount, identity.WorkspaceDir(user))
 	created, err := mkdir(ws, 0o755)
 	if err != nil {
 		return fmt.Errorf("create workspace %s: %w", ws, err)

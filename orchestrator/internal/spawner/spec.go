@@ -18,6 +18,8 @@ import (
 
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // Labels on every user service, its container and its volumes.
@@ -175,7 +177,7 @@ func SingleUserEnv(p SingleUserParams) map[string]string {
 }
 
 // BaseURL is the path prefix a user's server is served under.
-func BaseURL(user string) string { return "/user/" + user + "/" }
+func BaseURL(user string) string { return identity.UserPath(user) }
 
 // BuildSpec returns the service spec for one user's server. It is pure:
 // the same input always gives the same spec, with env, mounts and
@@ -348,7 +350,7 @@ func buildMounts(r Request, o Options, notebookDir, instance string) ([]mount.Mo
 	if !path.IsAbs(notebookDir) {
 		return nil, fmt.Errorf("spawner: notebook_dir %q must be an absolute path", notebookDir)
 	}
-	userDrv, err := driverConfig(o.Storage, "users/"+r.User)
+	userDrv, err := driverConfig(o.Storage, identity.WorkspaceDir(r.User))
 	if err != nil {
 		return nil, err
 	}

@@ -52,6 +52,28 @@ func (s *Store) GetUser(ctx context.Context, name string) (User, error) {
 	return userFrom(m), nil
 }
 
+// Admission is the part of a user's record a login decides on, and what it
+// needs to refresh the record afterwards without reading it again.
+type Admission struct {
+	Exists                  bool
+	Admin, Blocked, Allowed bool
+	Created                 time.Time
+}
+
+// GetAdmission reads a user's admission flags in one round trip; an unknown
+// name is Admission{} (Exists false), not an error.
+func (s *Store) GetAdmission(ctx context.Context, name string) (Admission, error) {
+	v, err := s.rdb.HMGet(ctx, s.key("user:", name), "name", "admin", "blocked", "allowed", "created").Result()
+	if err != nil {
+		return Admission{}, fmt.Errorf("get admission of %q: %w", name, err)
+	}
+	str := func(i int) string { s, _ := v[i].(string); return s }
+	if str(0) == "" {
+		return Admission{}, nil
+	}
+	return Admission{Exists: true, Admin: parseBool(str(1)), Blocked: parseBool(str(2)), Allowed: parseBool(str(3)), Created: parseTime(str(4))}, nil
+}
+
 // PutUser creates or replaces a user record. To change one field without
 // losing a concurrent change to another (login time vs. a block), use
 // UpdateUser.

@@ -218,3 +218,41 @@ func TestGetUsersReadsOnlyTheNamedOnes(t *testing.T) {
 		t.Fatalf("GetUsers(nil) = %v, %v", got, err)
 	}
 }
+
+func TestGetAdmission(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, _ := newStore(t)
+	created := time.UnixMilli(1_700_000_000_000)
+	for _, u := range []store.User{
+		{Name: "alice", Allowed: true, Created: created},
+		{Name: "bob", Blocked: true, Created: created},
+		{Name: "data8", Admin: true, Allowed: true},
+	} {
+		if err := s.PutUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		user string
+		want store.Admission
+	}{
+		{"alice", store.Admission{Exists: true, Allowed: true, Created: created}},
+		{"bob", store.Admission{Exists: true, Blocked: true, Created: created}},
+		{"data8", store.Admission{Exists: true, Admin: true, Allowed: true}},
+		{"nobody", store.Admission{}},
+	}
+	for _, tc := range cases {
+		got, err := s.GetAdmission(ctx, tc.user)
+		if err != nil {
+			t.Fatalf("GetAdmission(%q): %v", tc.user, err)
+		}
+		if !got.Created.Equal(tc.want.Created) {
+			t.Errorf("GetAdmission(%q).Created = %v, want %v", tc.user, got.Created, tc.want.Created)
+		}
+		got.Created, tc.want.Created = time.Time{}, time.Time{}
+		if got != tc.want {
+			t.Errorf("GetAdmission(%q) = %+v, want %+v", tc.user, got, tc.want)
+		}
+	}
+}

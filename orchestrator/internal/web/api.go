@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
@@ -99,7 +100,7 @@ func makeUserModel(u store.User, srv store.Server, activity time.Time, current s
 		m.Image = srv.Image
 		m.Started = tptr(srv.Started)
 		m.Outdated = srv.Image != "" && current != "" && srv.Image != current
-		sm := serverModel{Name: "", Ready: srv.State == store.StateRunning, URL: "/user/" + u.Name + "/",
+		sm := serverModel{Name: "", Ready: srv.State == store.StateRunning, URL: identity.UserPath(u.Name),
 			ProgressURL: "/hub/api/users/" + u.Name + "/server/progress", Started: tptr(srv.Started),
 			LastActivity: tptr(last), State: srv.State, Image: srv.Image}
 		if srv.State == store.StateStarting {
@@ -455,7 +456,7 @@ func (s *Server) apiProgress(c echo.Context) error {
 		fmt.Fprintf(w, "data: %s\n\n", b)
 		w.Flush()
 	}
-	url := "/user/" + name + "/"
+	url := identity.UserPath(name)
 	srv, err := s.server(ctx, name)
 	if err != nil {
 		send(progressEvent{Progress: 100, Failed: true, Message: "cannot read the server state right now; reload the page"})

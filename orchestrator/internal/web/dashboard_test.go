@@ -114,7 +114,7 @@ func newDashEnvTB(t testing.TB) *dashEnv {
 		web.Deps{
 			Store:     st,
 			Auth:      auth.NewDummy(testPassword, namer, log),
-			Policy:    auth.NewPolicy(allowLists{st}, false),
+			Policy:    auth.NewPolicy(false),
 			Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: 3, Window: time.Minute, Ban: time.Minute}),
 			Namer:     namer,
 			Servers:   rs,

@@ -21,6 +21,7 @@ type Store interface {
 	DeleteUserSessions(ctx context.Context, user string) (int, error)
 
 	GetUser(ctx context.Context, name string) (store.User, error)
+	GetAdmission(ctx context.Context, name string) (store.Admission, error)
 	PutUser(ctx context.Context, u store.User) error
 	DeleteUser(ctx context.Context, name string) error
 	ListUsers(ctx context.Context) ([]store.User, error)
@@ -51,9 +52,10 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string) (auth.Result, error)
 }
 
-// Admitter applies the allow/admin/block policy to an authenticated user.
+// Admitter applies the allow/admin/block policy to an authenticated user
+// and the lists' answer for them.
 type Admitter interface {
-	Admit(ctx context.Context, r auth.Result) (admin bool, err error)
+	Admit(r auth.Result, a auth.Admission) (admin bool, err error)
 }
 
 // Regulator throttles repeated login failures.

@@ -1,6 +1,13 @@
 package web
 
-import "github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+)
 
 // failureAdvice turns a spawn's error text into what the student can do
 // about it. The raw text is shown too, for the course staff.
@@ -23,4 +30,16 @@ func failureAdvice(msg string) string {
 		return "The start was cancelled (the server was stopped meanwhile). Press Start to try again."
 	}
 	return "Press Start to try again; if it fails again, tell the course staff and quote the message below."
+}
+
+func (s *Server) homePage(c echo.Context) error {
+	id, _ := identityOf(c)
+	ctx := c.Request().Context()
+	srv, err := s.server(ctx, id.User)
+	if err != nil {
+		return err
+	}
+	outdated := srv.State == store.StateRunning && srv.Image != "" && len(s.o.AllowedImages) > 0 && srv.Image != s.currentImage(ctx)
+	return s.render(c, http.StatusOK, "home.html", map[string]any{"Server": srv, "XSRF": id.XSRF,
+		"Advice": failureAdvice(srv.Error), "Outdated": outdated})
 }

@@ -198,7 +198,7 @@ func newMeasureHub(t *testing.T, dir *testenv.Slapd, mode string) measureHub {
 	srv := web.New(web.Options{Version: "measure", Logger: log}, web.Deps{
 		Store:     st,
 		Auth:      authn,
-		Policy:    auth.NewPolicy(allowLists{st}, false),
+		Policy:    auth.NewPolicy(false),
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{}),
 		Namer:     namer,
 		Servers:   &fakeServers{st: st},

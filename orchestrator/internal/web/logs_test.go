@@ -52,7 +52,7 @@ func TestRequestLogsCarryNoSecrets(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := web.New(web.Options{Version: "test", Logger: log}, web.Deps{
 		Store: st, Auth: auth.NewDummy(testPassword, namer, slog.New(slog.NewTextHandler(io.Discard, nil))),
-		Policy: auth.NewPolicy(allowLists{st}, false), Namer: namer, Servers: &fakeServers{st: st}, Proxy: &fakeProxy{},
+		Policy: auth.NewPolicy(false), Namer: namer, Servers: &fakeServers{st: st}, Proxy: &fakeProxy{},
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: 3, Window: time.Minute, Ban: time.Minute}),
 	})
 	ts := httptest.NewServer(srv)

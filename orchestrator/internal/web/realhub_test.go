@@ -21,6 +21,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
@@ -83,34 +84,8 @@ func (r *realResolver) Target(ctx context.Context, user string) (string, string,
 
 func (r *realResolver) Forget(string) {}
 
-// realPolicyLists answers the admission policy from Redis user records.
-type realPolicyLists struct{ st *store.Store }
-
-func (p realPolicyLists) user(ctx context.Context, name string) (store.User, bool, error) {
-	u, err := p.st.GetUser(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return u, false, nil
-	}
-	return u, err == nil, err
-}
-
-func (p realPolicyLists) IsBlocked(ctx context.Context, n string) (bool, error) {
-	u, ok, err := p.user(ctx, n)
-	return ok && u.Blocked, err
-}
-
-func (p realPolicyLists) IsAllowed(ctx context.Context, n string) (bool, error) {
-	u, ok, err := p.user(ctx, n)
-	return ok && u.Allowed, err
-}
-
-func (p realPolicyLists) IsAdmin(ctx context.Context, n string) (bool, error) {
-	u, ok, err := p.user(ctx, n)
-	return ok && u.Admin, err
-}
-
 // proxyIdentifier adapts the session cache to the proxy, as serve.go does.
-type proxyIdentifier struct{ c *web.SessionCache }
+type proxyIdentifier struct{ c *sessioncache.Cache }
 
 func (i proxyIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	id, ok := i.c.Identify(r)
@@ -209,13 +184,14 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 			t.Fatal(err)
 		}
 	}
-	sessions := web.NewSessionCache(st, 8*time.Hour, 168*time.Hour, 30*time.Second, hubCookieName)
+	sessions := sessioncache.New(st, 8*time.Hour, 168*time.Hour, 30*time.Second, hubCookieName)
 	res := &realResolver{addr: strings.TrimPrefix(up.URL, "http://"), notRunning: map[string]bool{}}
 	px := proxy.New(proxyIdentifier{sessions}, res, nil, nil, proxy.Options{
 		AdminAccess:   cfg.adminAccess,
 		CookieName:    hubCookieName,
 		Logger:        log.With("component", "proxy"),
 		ErrNotRunning: errRealNotRunning,
+		Namer:         namer,
 	})
 	srv := web.New(web.Options{
 		Version:       "test",
@@ -227,7 +203,7 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 	}, web.Deps{
 		Store:     st,
 		Auth:      auth.NewDummy(realPassword, namer, log),
-		Policy:    auth.NewPolicy(realPolicyLists{st}, false),
+		Policy:    auth.NewPolicy(false),
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: 1000, Window: time.Minute, Ban: time.Minute}),
 		Namer:     namer,
 		Servers:   realServers{st},

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 )
 
 // Options are the web layer's settings.
@@ -34,7 +36,7 @@ type Options struct {
 	// Metrics serves /hub/metrics when set.
 	Metrics http.Handler
 	// IdentityCacheTTL bounds how long the proxy trusts a cached session
-	// without asking Redis; revocations are pushed sooner (see SessionCache).
+	// without asking Redis; revocations are pushed sooner (see sessioncache.Cache).
 	IdentityCacheTTL time.Duration
 	// WrapProxy, when set, wraps the /user/ proxy handler once (metrics).
 	WrapProxy func(http.Handler) http.Handler
@@ -59,7 +61,7 @@ type Deps struct {
 	Servers   Servers
 	Proxy     UserProxy
 	// Sessions identifies requests; cmd shares it with the proxy.
-	Sessions *SessionCache
+	Sessions *sessioncache.Cache
 	// Jobs drives cull, archive and reconcile from the API; nil disables
 	// those endpoints.
 	Jobs Lifecycle
@@ -76,7 +78,7 @@ type Server struct {
 	d        Deps
 	e        *echo.Echo
 	log      *slog.Logger
-	sessions *SessionCache
+	sessions *sessioncache.Cache
 	instr    map[string]bool
 	proxy    http.Handler
 	now      func() time.Time
@@ -120,7 +122,7 @@ func New(o Options, d Deps) *Server {
 	}
 	s.sessions = d.Sessions
 	if s.sessions == nil {
-		s.sessions = NewSessionCache(d.Store, o.SessionIdle, o.SessionMax, o.IdentityCacheTTL, o.CookieName)
+		s.sessions = sessioncache.New(d.Store, o.SessionIdle, o.SessionMax, o.IdentityCacheTTL, o.CookieName)
 	}
 	s.e = echo.New()
 	s.e.HideBanner = true
@@ -132,7 +134,7 @@ func New(o Options, d Deps) *Server {
 
 // Sessions exposes the session cache: the proxy identifies requests through
 // it and the revocation subscriber drops entries from it.
-func (s *Server) Sessions() *SessionCache { return s.sessions }
+func (s *Server) Sessions() *sessioncache.Cache { return s.sessions }
 
 // Echo gives other packages' handlers (lifecycle, archives) a place to
 // register admin routes before serving.
@@ -185,3 +187,6 @@ func NewHTTPServer(h http.Handler, errorLog *log.Logger) *http.Server {
 		ErrorLog:          errorLog,
 	}
 }
+
+// Identity is who a request comes from, as the session cache answers it.
+type Identity = sessioncache.Identity

@@ -10,7 +10,7 @@ import (
 )
 
 // Issue 3 item 6: API tokens for scripts. The proxy identifies requests with
-// the same SessionCache (web.Server.Sessions), so what it answers here is
+// the same sessioncache.Cache (web.Server.Sessions), so what it answers here is
 // what /user/NAME/ sees; the end-to-end test checks the proxy itself.
 
 type createdToken struct {

@@ -65,22 +65,6 @@ func (p *fakeProxy) CloseUser(user string) int {
 	return 1
 }
 
-type allowLists struct{ st *store.Store }
-
-func (a allowLists) get(ctx context.Context, u string) store.User {
-	x, _ := a.st.GetUser(ctx, u)
-	return x
-}
-func (a allowLists) IsBlocked(ctx context.Context, u string) (bool, error) {
-	return a.get(ctx, u).Blocked, nil
-}
-func (a allowLists) IsAllowed(ctx context.Context, u string) (bool, error) {
-	return a.get(ctx, u).Allowed, nil
-}
-func (a allowLists) IsAdmin(ctx context.Context, u string) (bool, error) {
-	return a.get(ctx, u).Admin, nil
-}
-
 type env struct {
 	ts      *httptest.Server
 	st      *store.Store
@@ -111,7 +95,7 @@ func newEnv(t *testing.T) *env {
 	srv := web.New(web.Options{Version: "test", Logger: log}, web.Deps{
 		Store:     st,
 		Auth:      auth.NewDummy(testPassword, namer, log),
-		Policy:    auth.NewPolicy(allowLists{st}, false),
+		Policy:    auth.NewPolicy(false),
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: 3, Window: time.Minute, Ban: time.Minute}),
 		Namer:     namer,
 		Servers:   fs,

@@ -1,4 +1,4 @@
-package web
+package sessioncache
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func reqWith(cookie string) *http.Request {
 
 func TestSessionCacheServesFromMemoryAndDropsOnRevoke(t *testing.T) {
 	fs := &flakyStore{}
-	c := NewSessionCache(fs, time.Hour, time.Hour, 30*time.Second, "sid")
+	c := New(fs, time.Hour, time.Hour, 30*time.Second, "sid")
 	now := time.Unix(0, 0)
 	c.now = func() time.Time { return now }
 	for range 100 {
@@ -69,7 +69,7 @@ func TestSessionCacheServesFromMemoryAndDropsOnRevoke(t *testing.T) {
 
 func TestSessionCacheStaleIfErrorWhileRedisIsDown(t *testing.T) {
 	fs := &flakyStore{}
-	c := NewSessionCache(fs, time.Hour, time.Hour, 30*time.Second, "sid")
+	c := New(fs, time.Hour, time.Hour, 30*time.Second, "sid")
 	now := time.Unix(0, 0)
 	c.now = func() time.Time { return now }
 	if _, ok := c.Identify(reqWith("good")); !ok {
@@ -91,7 +91,7 @@ func TestSessionCacheStaleIfErrorWhileRedisIsDown(t *testing.T) {
 
 func TestSessionCacheFailsClosedWhenConfigured(t *testing.T) {
 	fs := &flakyStore{}
-	c := NewSessionCache(fs, time.Hour, time.Hour, 30*time.Second, "sid")
+	c := New(fs, time.Hour, time.Hour, 30*time.Second, "sid")
 	c.StaleIfError = 0
 	now := time.Unix(0, 0)
 	c.now = func() time.Time { return now }

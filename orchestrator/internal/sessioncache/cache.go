@@ -1,4 +1,6 @@
-package web
+// Package sessioncache answers "who is this request from?" (session cookie
+// or API token) from memory, reading Redis only on a miss.
+package sessioncache
 
 import (
 	"context"
@@ -28,7 +30,7 @@ type identityStore interface {
 	LookupToken(ctx context.Context, plain string) (store.Token, error)
 }
 
-// SessionCache answers "who is this?" for proxied requests from memory.
+// Cache answers "who is this?" for proxied requests from memory.
 // An entry is trusted for ttl; revocations (block, delete, logout) are
 // pushed to every replica through Redis pub/sub and drop entries at once, so
 // the ttl only bounds the damage of a missed message (Redis restart).
@@ -37,7 +39,7 @@ type identityStore interface {
 // StaleIfError is still served (students keep working through a Redis
 // restart; nobody can be revoked meanwhile, because revoking needs Redis
 // too). New logins fail closed: they need Redis to create a session.
-type SessionCache struct {
+type Cache struct {
 	st         identityStore
 	idle, max  time.Duration
 	ttl        time.Duration
@@ -62,15 +64,15 @@ type cacheEntry struct {
 // cache starts over (a miss costs one Redis read).
 const maxCacheEntries = 200_000
 
-// NewSessionCache builds a cache over st.
-func NewSessionCache(st identityStore, idle, max, ttl time.Duration, cookieName string) *SessionCache {
-	return &SessionCache{st: st, idle: idle, max: max, ttl: ttl, cookieName: cookieName, now: time.Now,
+// New builds a cache over st.
+func New(st identityStore, idle, max, ttl time.Duration, cookieName string) *Cache {
+	return &Cache{st: st, idle: idle, max: max, ttl: ttl, cookieName: cookieName, now: time.Now,
 		StaleIfError: 5 * time.Minute,
 		entries:      map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
 }
 
 // Identify reads the session cookie or an API token from r.
-func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
+func (c *Cache) Identify(r *http.Request) (Identity, bool) {
 	if tok := tokenFromHeader(r); tok != "" {
 		sum := sha256.Sum256([]byte(tok))
 		key := "t:" + string(sum[:])
@@ -99,7 +101,7 @@ func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
 	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, XSRF: s.XSRF}, time.Time{})
 }
 
-func (c *SessionCache) cached(key string) (Identity, bool) {
+func (c *Cache) cached(key string) (Identity, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[key]
 	c.mu.RUnlock()
@@ -113,7 +115,7 @@ func (e cacheEntry) past(now time.Time) bool { return !e.until.IsZero() && !now.
 
 // stale serves an expired entry when the store failed for a reason other
 // than "no such session" and the entry is recent enough.
-func (c *SessionCache) stale(key string, err error) (Identity, bool) {
+func (c *Cache) stale(key string, err error) (Identity, bool) {
 	if errors.Is(err, store.ErrNotFound) || c.StaleIfError <= 0 {
 		return Identity{}, false
 	}
@@ -126,7 +128,7 @@ func (c *SessionCache) stale(key string, err error) (Identity, bool) {
 	return e.id, true
 }
 
-func (c *SessionCache) fill(ctx context.Context, key string, id Identity, until time.Time) (Identity, bool) {
+func (c *Cache) fill(ctx context.Context, key string, id Identity, until time.Time) (Identity, bool) {
 	u, err := c.st.GetUser(ctx, id.User)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return c.stale(key, err)
@@ -152,7 +154,7 @@ func (c *SessionCache) fill(ctx context.Context, key string, id Identity, until 
 }
 
 // DropUser forgets every cached identity of user.
-func (c *SessionCache) DropUser(user string) {
+func (c *Cache) DropUser(user string) {
 	c.mu.Lock()
 	for k := range c.byUser[user] {
 		delete(c.entries, k)
@@ -162,14 +164,14 @@ func (c *SessionCache) DropUser(user string) {
 }
 
 // DropSession forgets one session (logout).
-func (c *SessionCache) DropSession(id string) {
+func (c *Cache) DropSession(id string) {
 	c.mu.Lock()
 	delete(c.entries, "s:"+id)
 	c.mu.Unlock()
 }
 
 // DropAll empties the cache (after a missed-revocation window).
-func (c *SessionCache) DropAll() {
+func (c *Cache) DropAll() {
 	c.mu.Lock()
 	c.entries = map[string]cacheEntry{}
 	c.byUser = map[string]map[string]struct{}{}
@@ -177,7 +179,7 @@ func (c *SessionCache) DropAll() {
 }
 
 // Len reports the number of cached identities (metrics, tests).
-func (c *SessionCache) Len() int {
+func (c *Cache) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.entries)
