@@ -16,15 +16,8 @@
 //     user limited to the client's scopes (the server's access scopes),
 //     valid as long as the hub's login cookie (14 days by default).
 //
-// A server started with jupyterhub-singleuser needs the environment
-// SingleUserEnv builds, as JupyterHub 3's Spawner.get_env sets it:
-// JUPYTERHUB_API_TOKEN (and the old JPY_API_TOKEN), JUPYTERHUB_API_URL,
-// JUPYTERHUB_CLIENT_ID, JUPYTERHUB_OAUTH_CALLBACK_URL,
-// JUPYTERHUB_SERVICE_PREFIX, JUPYTERHUB_SERVICE_URL, JUPYTERHUB_USER,
-// JUPYTERHUB_SERVER_NAME, JUPYTERHUB_BASE_URL, JUPYTERHUB_HOST,
-// JUPYTERHUB_OAUTH_SCOPES, JUPYTERHUB_OAUTH_ACCESS_SCOPES and
-// JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES (JSON lists),
-// JUPYTERHUB_ACTIVITY_URL and, if admins may enter, JUPYTERHUB_ADMIN_ACCESS.
+// The environment such a server gets is built by the spawner
+// (spawner.SingleUserEnv), from ClientID, RedirectURI and AccessScopes here.
 //
 // Errors carry oauthlib's status and error code: invalid_client 401 for bad
 // client credentials, invalid_grant 400 for an unknown, used, expired or
@@ -64,9 +57,15 @@ type Store interface {
 	CreateScopedToken(ctx context.Context, user, note string, scopes []string, expires time.Time) (string, store.Token, error)
 }
 
+// Servers reads server records; *store.Store implements it.
+type Servers interface {
+	GetServer(ctx context.Context, user string) (store.Server, error)
+}
+
 // Provider answers the authorize and token endpoints.
 type Provider struct {
 	store         Store
+	servers       Servers
 	now           func() time.Time
 	tokenLifetime time.Duration
 }
@@ -79,6 +78,12 @@ func WithClock(now func() time.Time) Option { return func(p *Provider) { p.now =
 
 // WithTokenLifetime sets how long issued access tokens live.
 func WithTokenLifetime(d time.Duration) Option { return func(p *Provider) { p.tokenLifetime = d } }
+
+// WithServers makes every active jupyterhub-singleuser server a client
+// (jupyterhub-user-NAME, its hub API token as the secret) for exactly as
+// long as its record says it runs: nothing to register at start or forget
+// at stop, and a stopped server's secret is refused at once.
+func WithServers(s Servers) Option { return func(p *Provider) { p.servers = s } }
 
 // New returns a Provider on s.
 func New(s Store, opts ...Option) *Provider {
@@ -141,7 +146,7 @@ func (p *Provider) Authorize(ctx context.Context, user string, held scopes.Set, 
 	if req.ClientID == "" {
 		return "", oerr(http.StatusBadRequest, "invalid_request", "Missing client_id parameter.")
 	}
-	c, err := p.store.LookupOAuthClient(ctx, req.ClientID)
+	c, err := p.client(ctx, req.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", oerr(http.StatusBadRequest, "invalid_request", "Invalid client_id parameter value.")
 	}
@@ -171,6 +176,29 @@ func (p *Provider) Authorize(ctx context.Context, user string, held scopes.Set, 
 		return "", fmt.Errorf("authorize %s for %q: %w", c.ID, user, err)
 	}
 	return withParams(redirect, "code", code, "state", req.State), nil
+}
+
+// client finds a registered client, or the server client id names.
+func (p *Provider) client(ctx context.Context, id string) (store.OAuthClient, error) {
+	c, err := p.store.LookupOAuthClient(ctx, id)
+	if !errors.Is(err, store.ErrNotFound) || p.servers == nil {
+		return c, err
+	}
+	user, ok := strings.CutPrefix(id, "jupyterhub-user-")
+	if !ok || user == "" || ClientID(user, "") != id {
+		return c, err
+	}
+	srv, serr := p.servers.GetServer(ctx, user)
+	if errors.Is(serr, store.ErrNotFound) {
+		return c, err
+	}
+	if serr != nil {
+		return store.OAuthClient{}, fmt.Errorf("client %s: %w", id, serr)
+	}
+	if !srv.HubToken || srv.Token == "" || (srv.State != store.StateStarting && srv.State != store.StateRunning) {
+		return c, err
+	}
+	return store.NewOAuthClient(id, user, "", RedirectURI("/", user, ""), AccessScopes(user, ""), srv.Token), nil
 }
 
 // withParams appends non-empty key/value pairs to u's query.
@@ -214,7 +242,7 @@ func (p *Provider) Token(ctx context.Context, form url.Values, basicID, basicSec
 	if basicID != "" {
 		id, secret = basicID, basicSecret
 	}
-	c, err := p.store.LookupOAuthClient(ctx, id)
+	c, err := p.client(ctx, id)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return TokenResponse{}, fmt.Errorf("token: %w", err)
 	}

@@ -222,3 +222,46 @@ func TestCodeExpires(t *testing.T) {
 	_, err := f.p.Token(f.ctx, aliceForm(stale), "", "")
 	wantErr(t, "expired code", err, http.StatusBadRequest, "invalid_grant")
 }
+
+// A running jupyterhub-singleuser server is a client by its record alone:
+// its hub token is the secret while it runs, and refused once it stops.
+func TestRunningServerIsAClient(t *testing.T) {
+	f := setup(t)
+	p := oauth.New(f.st, oauth.WithServers(f.st), oauth.WithClock(f.clk.Now))
+	const secret = "5e7c0ffee5e7c0ffee5e7c0ffee5e7c0ffee5e7c0ffee5e7c0ffee5e7c0ffee1"
+	srv := store.Server{User: "carol", State: store.StateRunning, Token: secret, HubToken: true}
+	if err := f.st.PutServer(f.ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	carol := scopes.Expand(scopes.Roles["user"], scopes.Owner{Name: "carol"})
+	req := oauth.AuthorizeRequest{ResponseType: "code", ClientID: "jupyterhub-user-carol",
+		RedirectURI: "/user/carol/oauth_callback", State: "s"}
+	codeFor := func() string {
+		t.Helper()
+		loc, err := p.Authorize(f.ctx, "carol", carol, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(loc)
+		return u.Query().Get("code")
+	}
+	fm := form(codeFor(), "jupyterhub-user-carol", secret, "/user/carol/oauth_callback")
+	if _, err := p.Token(f.ctx, fm, "", ""); err != nil {
+		t.Fatalf("token for a running server: %v", err)
+	}
+	if _, err := p.Authorize(f.ctx, "alice", f.alice, req); err == nil {
+		t.Error("alice was given a code for carol's server")
+	}
+	code := codeFor()
+	srv.State = store.StateStopped
+	if err := f.st.PutServer(f.ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.Token(f.ctx, form(code, "jupyterhub-user-carol", secret, "/user/carol/oauth_callback"), "", "")
+	wantErr(t, "stopped server's secret", err, http.StatusUnauthorized, "invalid_client")
+	_, err = p.Authorize(f.ctx, "carol", carol, req)
+	wantErr(t, "stopped server as client", err, http.StatusBadRequest, "invalid_request")
+	// Without WithServers, records are no clients.
+	_, err = f.p.Authorize(f.ctx, "carol", carol, req)
+	wantErr(t, "no server clients", err, http.StatusBadRequest, "invalid_request")
+}

@@ -6,6 +6,7 @@
 package spawner
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/oauth"
 )
 
 // Labels on every user service, its container and its volumes.
@@ -151,13 +153,13 @@ type SingleUserParams struct {
 func SingleUserEnv(p SingleUserParams) map[string]string {
 	api := strings.TrimSuffix(p.HubURL, "/") + "/hub/api"
 	prefix := BaseURL(p.User)
-	scopes := `["access:servers!server=` + p.User + `/", "access:servers!user=` + p.User + `"]`
+	scopes := pyJSONList(oauth.AccessScopes(p.User, ""))
 	env := map[string]string{
 		EnvHubAPIToken:                           p.Token,
 		"JPY_API_TOKEN":                          p.Token,
-		"JUPYTERHUB_CLIENT_ID":                   "jupyterhub-user-" + p.User,
+		"JUPYTERHUB_CLIENT_ID":                   oauth.ClientID(p.User, ""),
 		"JUPYTERHUB_HOST":                        "",
-		"JUPYTERHUB_OAUTH_CALLBACK_URL":          prefix + "oauth_callback",
+		"JUPYTERHUB_OAUTH_CALLBACK_URL":          oauth.RedirectURI("/", p.User, ""),
 		"JUPYTERHUB_OAUTH_SCOPES":                scopes,
 		"JUPYTERHUB_OAUTH_ACCESS_SCOPES":         scopes,
 		"JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
@@ -174,6 +176,17 @@ func SingleUserEnv(p SingleUserParams) map[string]string {
 		env["JUPYTERHUB_ADMIN_ACCESS"] = "1"
 	}
 	return env
+}
+
+// pyJSONList writes l as Python's json.dumps does (", " between items), as
+// JupyterHub sets its scope variables.
+func pyJSONList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		b, _ := json.Marshal(s)
+		q[i] = string(b)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // BaseURL is the path prefix a user's server is served under.

@@ -26,6 +26,12 @@ func (c OAuthClient) SecretMatches(secret string) bool {
 	return c.secretHash != "" && subtle.ConstantTimeCompare([]byte(hashToken(secret)), []byte(c.secretHash)) == 1
 }
 
+// NewOAuthClient is a client that is not registered but derived, e.g. from
+// a running server's record, with the secret it must present.
+func NewOAuthClient(id, user, server, redirectURI string, scopes []string, secret string) OAuthClient {
+	return OAuthClient{ID: id, User: user, Server: server, RedirectURI: redirectURI, Scopes: scopes, secretHash: hashToken(secret)}
+}
+
 // OAuthCode is an issued authorization code's grant.
 type OAuthCode struct {
 	ClientID, User, RedirectURI string
