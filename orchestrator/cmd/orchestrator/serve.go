@@ -130,8 +130,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 
 	act := activity.New(st, log)
 	sessions := web.NewSessionCache(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
-	access := &accessEvents{st: st, log: log}
-	px = proxy.New(identifier{sessions}, mgr, act, access, proxy.Options{
+	access := &store.AccessEvents{Store: st, Log: log}
+	px = proxy.New(web.ProxyIdentifier{Cache: sessions}, mgr, act, access, proxy.Options{
 		AdminAccess:   cfg.Auth.AdminAccess,
 		CookieName:    cfg.Session.CookieName,
 		Logger:        log.With("component", "proxy"),
@@ -163,7 +163,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}, web.Deps{
 		Store:     st,
 		Auth:      authn,
-		Policy:    auth.NewPolicy(policyLists{st}, cfg.Auth.AllowAll),
+		Policy:    auth.NewPolicy(store.PolicyLists{Store: st}, cfg.Auth.AllowAll),
 		Regulator: auth.NewRegulator(st, auth.RegulationOptions{MaxFailures: cfg.Auth.Regulation.MaxFailures, Window: cfg.Auth.Regulation.Window, Ban: cfg.Auth.Regulation.Ban}),
 		Namer:     namer,
 		Servers:   mgr,
@@ -305,55 +305,6 @@ func newAuthenticator(cfg config.Config, namer *identity.Namer, log *slog.Logger
 type checkFunc func(ctx context.Context) error
 
 func (f checkFunc) Check(ctx context.Context) error { return f(ctx) }
-
-// identifier adapts the web session cache to the proxy's interface.
-type identifier struct{ c *web.SessionCache }
-
-func (i identifier) Identify(r *http.Request) (proxy.Identity, bool) {
-	id, ok := i.c.Identify(r)
-	return proxy.Identity{User: id.User, Admin: id.Admin, Via: id.Via}, ok
-}
-
-// accessEvents records an admin opening someone else's server.
-type accessEvents struct {
-	st  *store.Store
-	log *slog.Logger
-}
-
-func (a *accessEvents) AdminAccess(admin, user string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := a.st.AddEvent(ctx, store.Event{Time: time.Now().UTC(), Kind: "admin-access", User: user, Actor: admin,
-		Message: admin + " opened " + user + "'s server"}); err != nil {
-		a.log.Warn("recording admin access", "err", err)
-	}
-}
-
-// policyLists answers the admission policy from the user records in Redis.
-type policyLists struct{ st *store.Store }
-
-func (p policyLists) lookup(ctx context.Context, user string) (store.User, bool, error) {
-	u, err := p.st.GetUser(ctx, user)
-	if errors.Is(err, store.ErrNotFound) {
-		return u, false, nil
-	}
-	return u, err == nil, err
-}
-
-func (p policyLists) IsBlocked(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Blocked, err
-}
-
-func (p policyLists) IsAllowed(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Allowed, err
-}
-
-func (p policyLists) IsAdmin(ctx context.Context, user string) (bool, error) {
-	u, ok, err := p.lookup(ctx, user)
-	return ok && u.Admin, err
-}
 
 func canonicalList(n *identity.Namer, in []string) []string {
 	out := make([]string, 0, len(in))
