@@ -23,6 +23,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/metrics"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/seed"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
@@ -108,7 +109,10 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	// The gauges read through closures over srv and px, assigned below.
 	var srv *web.Server
 	var px *proxy.Proxy
-	m := newMetrics(func() int { return srv.RunningCount() }, func() int { return px.OpenWebsockets() })
+	m := metrics.New(metrics.Options{
+		RunningServers: func() int { return srv.RunningCount() },
+		OpenWebsockets: func() int { return px.OpenWebsockets() },
+	})
 
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
 		Metrics:      m,
@@ -171,7 +175,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Sessions:  sessions,
 		Jobs:      jb,
 		Logins:    m,
-		Archives:  archiveRuns{jb.Archiver()},
+		Archives:  jobs.ArchiveRuns{Archiver: jb.Archiver()},
 	})
 
 	// Listen before serving so a taken port fails now, with its address.
