@@ -22,7 +22,10 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/metrics"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/seed"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
@@ -94,20 +97,23 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	seeded := &seedState{}
-	if err := seedUsers(ctx, st, namer, cfg, log); err != nil {
+	seeded := &seed.State{}
+	if err := seed.Users(ctx, st, namer, cfg, log); err != nil {
 		// Redis may come up after us; seeding is retried in the background
 		// and /hub/health reports it until then.
 		log.Warn("seeding users from the configuration failed; will retry", "err", err)
-		seeded.set(err)
+		seeded.Set(err)
 	} else {
-		seeded.set(nil)
+		seeded.Set(nil)
 	}
 
 	// The gauges read through closures over srv and px, assigned below.
 	var srv *web.Server
 	var px *proxy.Proxy
-	m := newMetrics(func() int { return srv.RunningCount() }, func() int { return px.OpenWebsockets() })
+	m := metrics.New(metrics.Options{
+		RunningServers: func() int { return srv.RunningCount() },
+		OpenWebsockets: func() int { return px.OpenWebsockets() },
+	})
 
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
 		Metrics:      m,
@@ -122,15 +128,15 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		RetryAfter: 2 * time.Second,
 	}, log.With("component", "spawner"))
 
-	jb, err := newJobs(cfg, st, mgr, log.With("component", "lifecycle"))
+	jb, err := jobs.New(cfg, st, mgr, log.With("component", "lifecycle"))
 	if err != nil {
 		return err
 	}
 
 	act := activity.New(st, log)
 	sessions := sessioncache.New(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
-	access := &accessEvents{st: st, log: log}
-	px = proxy.New(identifier{sessions}, mgr, act, access, proxy.Options{
+	access := &store.AccessEvents{Store: st, Log: log}
+	px = proxy.New(sessioncache.ProxyIdentifier{Cache: sessions}, mgr, act, access, proxy.Options{
 		AdminAccess:   cfg.Auth.AdminAccess,
 		CookieName:    cfg.Session.CookieName,
 		Logger:        log.With("component", "proxy"),
@@ -171,7 +177,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Sessions:  sessions,
 		Jobs:      jb,
 		Logins:    m,
-		Archives:  archiveRuns{jb.archiver},
+		Archives:  jobs.ArchiveRuns{Archiver: jb.Archiver()},
 	})
 
 	// Listen before serving so a taken port fails now, with its address.
@@ -187,18 +193,18 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	goBg(func() { act.Run(bg, 5*time.Second) })
 	goBg(func() { watchRevocations(bg, st, srv, log) })
-	goBg(func() { reseedLoop(bg, st, namer, cfg, log, seeded) })
+	goBg(func() { seed.RetryLoop(bg, st, namer, cfg, log, seeded) })
 	goBg(func() { srv.SampleRunning(bg) })
 	goBg(func() { mgr.WatchAddresses(bg, cfg.Lifecycle.Reconcile.Interval) })
-	jb.onCull = m.CullStopped
-	jb.onArchive = func(mf archive.Manifest) {
+	jb.OnCull(m.CullStopped)
+	jb.OnArchive(func(mf archive.Manifest) {
 		var bytes int64
 		for _, e := range mf.Entries {
 			bytes += e.Size
 		}
 		m.ArchiveFinished(mf.Errors() == 0, bytes)
-	}
-	jb.sched.Start(bg)
+	})
+	jb.Start(bg)
 	// Reconcile once at startup: adopt what runs, forget what is gone.
 	goBg(func() {
 		if _, err := jb.TriggerReconcile(bg); err != nil && !errors.Is(err, web.ErrJobRunning) {
@@ -242,7 +248,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if redirect != nil {
 		_ = redirect.Shutdown(sctx)
 	}
-	_ = jb.sched.Stop(sctx)
+	_ = jb.Stop(sctx)
 	stopBg()
 	wg.Wait()
 	_ = mgr.Wait(sctx)
@@ -309,29 +315,6 @@ type checkFunc func(ctx context.Context) error
 
 func (f checkFunc) Check(ctx context.Context) error { return f(ctx) }
 
-// identifier adapts the web session cache to the proxy's interface.
-type identifier struct{ c *sessioncache.Cache }
-
-func (i identifier) Identify(r *http.Request) (proxy.Identity, bool) {
-	id, ok := i.c.Identify(r)
-	return proxy.Identity{User: id.User, Admin: id.Admin, Via: id.Via}, ok
-}
-
-// accessEvents records an admin opening someone else's server.
-type accessEvents struct {
-	st  *store.Store
-	log *slog.Logger
-}
-
-func (a *accessEvents) AdminAccess(admin, user string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := a.st.AddEvent(ctx, store.Event{Time: time.Now().UTC(), Kind: "admin-access", User: user, Actor: admin,
-		Message: admin + " opened " + user + "'s server"}); err != nil {
-		a.log.Warn("recording admin access", "err", err)
-	}
-}
-
 func canonicalList(n *identity.Namer, in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, raw := range in {
@@ -340,90 +323,6 @@ func canonicalList(n *identity.Namer, in []string) []string {
 		}
 	}
 	return out
-}
-
-// seedUsers merges the configured lists into Redis: entries are added or
-// flagged, never removed (removal is an API call, so a restart never undoes
-// an admin's change).
-func seedUsers(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.Config, log *slog.Logger) error {
-	type flags struct{ admin, allowed, blocked bool }
-	want := map[string]*flags{}
-	add := func(list []string, key string, set func(*flags)) error {
-		for _, raw := range list {
-			c, err := n.Canonical(raw)
-			if err != nil {
-				return fmt.Errorf("auth.%s: %q: %w", key, raw, err)
-			}
-			if want[c] == nil {
-				want[c] = &flags{}
-			}
-			set(want[c])
-		}
-		return nil
-	}
-	if err := add(cfg.Auth.AdminUsers, "admin_users", func(f *flags) { f.admin, f.allowed = true, true }); err != nil {
-		return err
-	}
-	if err := add(cfg.Auth.AllowedUsers, "allowed_users", func(f *flags) { f.allowed = true }); err != nil {
-		return err
-	}
-	if err := add(cfg.Auth.BlockedUsers, "blocked_users", func(f *flags) { f.blocked = true }); err != nil {
-		return err
-	}
-	for name, f := range want {
-		u, err := st.GetUser(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			u = store.User{Name: name, Created: time.Now().UTC()}
-		} else if err != nil {
-			return err
-		}
-		before := u
-		u.Admin = u.Admin || f.admin
-		u.Allowed = u.Allowed || f.allowed
-		u.Blocked = u.Blocked || f.blocked
-		if u != before || before.Created.IsZero() {
-			if err := st.PutUser(ctx, u); err != nil {
-				return err
-			}
-		}
-	}
-	log.Info("users seeded from configuration", "count", len(want))
-	return nil
-}
-
-// seedState reports whether the configured users reached Redis.
-type seedState struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (s *seedState) set(err error) {
-	s.mu.Lock()
-	s.err = err
-	s.mu.Unlock()
-}
-
-func (s *seedState) Check(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return fmt.Errorf("users from the configuration not yet in Redis: %w", s.err)
-	}
-	return nil
-}
-
-// reseedLoop retries seeding until it succeeds once (Redis may start after
-// the orchestrator in a fresh stack).
-func reseedLoop(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.Config, log *slog.Logger, state *seedState) {
-	for state.Check(ctx) != nil {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		err := seedUsers(ctx, st, n, cfg, log)
-		state.set(err)
-	}
 }
 
 // watchRevocations drops cached sessions and websockets of users revoked on

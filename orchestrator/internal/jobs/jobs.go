@@ -1,4 +1,6 @@
-package main
+// Package jobs wires the scheduled work (cull, archive, reconcile) onto the
+// store and the spawner, and answers the web layer's lifecycle endpoints.
+package jobs
 
 import (
 	"context"
@@ -20,9 +22,9 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
 
-// jobs is the orchestrator's scheduled work: cull, archive, reconcile.
+// Jobs is the orchestrator's scheduled work: cull, archive, reconcile.
 // Every run takes a Redis lock, so with several replicas each runs once.
-type jobs struct {
+type Jobs struct {
 	sched    *lifecycle.Scheduler
 	culler   *lifecycle.Culler
 	recon    *lifecycle.Reconciler
@@ -46,10 +48,11 @@ const (
 	jobReconcile = "reconcile"
 )
 
-func newJobs(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog.Logger) (*jobs, error) {
+// New builds the scheduler with the three jobs; Start runs it.
+func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog.Logger) (*Jobs, error) {
 	lc := cfg.Lifecycle
 	events := eventSink{st: st, log: log}
-	j := &jobs{st: st, mgr: mgr, root: cfg.Storage.Mount, log: log}
+	j := &Jobs{st: st, mgr: mgr, root: cfg.Storage.Mount, log: log}
 	j.sched = lifecycle.NewScheduler(lifecycle.LockerFunc(st.Lock, store.ErrLocked), events, lifecycle.SchedulerOptions{
 		KeyPrefix: "lifecycle:", Logger: log,
 	})
@@ -85,7 +88,7 @@ func newJobs(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog
 	return j, nil
 }
 
-func (j *jobs) cull(ctx context.Context) error {
+func (j *Jobs) cull(ctx context.Context) error {
 	rep, err := j.culler.Run(ctx)
 	j.mu.Lock()
 	j.lastCull = rep
@@ -97,7 +100,7 @@ func (j *jobs) cull(ctx context.Context) error {
 	return err
 }
 
-func (j *jobs) reconcile(ctx context.Context) error {
+func (j *Jobs) reconcile(ctx context.Context) error {
 	rep, err := j.recon.Run(ctx)
 	j.mu.Lock()
 	j.lastRecon = rep
@@ -107,7 +110,7 @@ func (j *jobs) reconcile(ctx context.Context) error {
 
 // archiveAll archives every workspace directory under users/, including
 // imported ones whose owners have not logged in yet.
-func (j *jobs) archiveAll(ctx context.Context) error {
+func (j *Jobs) archiveAll(ctx context.Context) error {
 	users, err := j.workspaces()
 	if err != nil {
 		return err
@@ -123,7 +126,7 @@ func (j *jobs) archiveAll(ctx context.Context) error {
 	return err
 }
 
-func (j *jobs) workspaces() ([]string, error) {
+func (j *Jobs) workspaces() ([]string, error) {
 	ents, err := os.ReadDir(filepath.Join(j.root, "users"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -160,7 +163,7 @@ func webErr(err error) error {
 	return err
 }
 
-func (j *jobs) TriggerCull(ctx context.Context) (any, error) {
+func (j *Jobs) TriggerCull(ctx context.Context) (any, error) {
 	if err := j.sched.Trigger(ctx, jobCull); err != nil {
 		return nil, webErr(err)
 	}
@@ -169,7 +172,7 @@ func (j *jobs) TriggerCull(ctx context.Context) (any, error) {
 	return j.lastCull, nil
 }
 
-func (j *jobs) TriggerReconcile(ctx context.Context) (any, error) {
+func (j *Jobs) TriggerReconcile(ctx context.Context) (any, error) {
 	if err := j.sched.Trigger(ctx, jobReconcile); err != nil {
 		return nil, webErr(err)
 	}
@@ -179,7 +182,7 @@ func (j *jobs) TriggerReconcile(ctx context.Context) (any, error) {
 }
 
 // TriggerArchive starts a full run in the background: it can take long.
-func (j *jobs) TriggerArchive(ctx context.Context) error {
+func (j *Jobs) TriggerArchive(ctx context.Context) error {
 	go func() {
 		bg, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
 		defer cancel()
@@ -190,30 +193,30 @@ func (j *jobs) TriggerArchive(ctx context.Context) error {
 	return nil
 }
 
-func (j *jobs) ArchiveUser(ctx context.Context, user string) (any, error) {
+func (j *Jobs) ArchiveUser(ctx context.Context, user string) (any, error) {
 	m, err := j.archiver.ArchiveNow(ctx, user)
 	return m, webErr(err)
 }
 
-func (j *jobs) Runs(ctx context.Context) (any, error) { return j.archiver.Runs(ctx) }
+func (j *Jobs) Runs(ctx context.Context) (any, error) { return j.archiver.Runs(ctx) }
 
-func (j *jobs) OpenArchive(run, user string) (io.ReadCloser, int64, error) {
+func (j *Jobs) OpenArchive(run, user string) (io.ReadCloser, int64, error) {
 	rc, n, err := j.archiver.Open(run, user)
 	return rc, n, webErr(err)
 }
 
-func (j *jobs) Restore(ctx context.Context, run, user string, overwrite bool) (string, error) {
+func (j *Jobs) Restore(ctx context.Context, run, user string, overwrite bool) (string, error) {
 	dest, err := j.archiver.Restore(ctx, run, user, overwrite)
 	return dest, webErr(err)
 }
 
-func (j *jobs) StreamWorkspace(ctx context.Context, w io.Writer, user string) error {
+func (j *Jobs) StreamWorkspace(ctx context.Context, w io.Writer, user string) error {
 	return j.archiver.StreamWorkspace(ctx, w, user)
 }
 
 // RemoveData archives a workspace, then deletes it (DELETE user with
 // remove_data=true). The archive must succeed first: nothing is lost.
-func (j *jobs) RemoveData(ctx context.Context, user string) error {
+func (j *Jobs) RemoveData(ctx context.Context, user string) error {
 	dir := filepath.Join(j.root, "users", user)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -373,3 +376,26 @@ func (p userPolicy) IsDeletedOrBlocked(ctx context.Context, user string) (bool, 
 	}
 	return u.Blocked, nil
 }
+
+// OnCull reports every finished cull run; set before Start.
+func (j *Jobs) OnCull(f func(n int)) {
+	j.mu.Lock()
+	j.onCull = f
+	j.mu.Unlock()
+}
+
+// OnArchive reports every finished archive run.
+func (j *Jobs) OnArchive(f func(m archive.Manifest)) {
+	j.mu.Lock()
+	j.onArchive = f
+	j.mu.Unlock()
+}
+
+// Archiver is the archiver behind the archive endpoints.
+func (j *Jobs) Archiver() *archive.Archiver { return j.archiver }
+
+// Start runs the schedule until ctx ends.
+func (j *Jobs) Start(ctx context.Context) { j.sched.Start(ctx) }
+
+// Stop waits for running jobs until ctx ends.
+func (j *Jobs) Stop(ctx context.Context) error { return j.sched.Stop(ctx) }
