@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/kernelclient"
 )
 
 // browser is an HTTP client that behaves like a student's browser: a cookie
@@ -223,71 +222,21 @@ func (b *browser) runCode(owner, code string) (string, error) {
 // runCodeFor runs code in a fresh kernel and waits up to timeout for it to
 // finish; the kernel is deleted when it returns.
 func (b *browser) runCodeFor(owner, code string, timeout time.Duration) (string, error) {
-	status, body, err := b.apiErr(http.MethodPost, "/user/"+owner+"/api/kernels", map[string]string{"name": "python3"})
-	if err != nil || status != http.StatusCreated {
-		return "", fmt.Errorf("create kernel: %d %s %v", status, body, err)
+	srv := kernelclient.Server{URL: b.base + "/user/" + owner, Client: b.c, Header: http.Header{"X-XSRFToken": {b.xsrf}}}
+	id, err := srv.StartKernel(context.Background())
+	if err != nil {
+		return "", err
 	}
-	var k struct{ ID string }
-	_ = json.Unmarshal(body, &k)
-	defer b.apiErr(http.MethodDelete, "/user/"+owner+"/api/kernels/"+k.ID, nil)
+	defer srv.DeleteKernel(context.Background(), id)
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	wsURL := "ws" + strings.TrimPrefix(b.base, "http") + "/user/" + owner + "/api/kernels/" + k.ID + "/channels"
-	conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: b.wsHeader()})
+	conn, err := kernelclient.Dial(ctx, srv.ChannelsURL(id), b.wsHeader())
 	if err != nil {
-		if resp != nil {
-			return "", fmt.Errorf("kernel websocket: %w (status %d)", err, resp.StatusCode)
-		}
-		return "", fmt.Errorf("kernel websocket: %w", err)
-	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(1 << 22)
-	id := randHex(8)
-	msg := map[string]any{
-		"header": map[string]any{"msg_id": id, "username": b.user, "session": randHex(8), "msg_type": "execute_request",
-			"version": "5.3", "date": time.Now().UTC().Format(time.RFC3339)},
-		"parent_header": map[string]any{}, "metadata": map[string]any{}, "channel": "shell", "buffers": []any{},
-		"content": map[string]any{"code": code, "silent": false, "store_history": false, "user_expressions": map[string]any{},
-			"allow_stdin": false, "stop_on_error": true},
-	}
-	raw, _ := json.Marshal(msg)
-	// The kernel may still be starting: resend until it answers.
-	if err := conn.Write(ctx, websocket.MessageText, raw); err != nil {
 		return "", err
 	}
-	var out strings.Builder
-	for {
-		_, data, err := conn.Read(ctx)
-		if err != nil {
-			return out.String(), fmt.Errorf("reading kernel messages: %w", err)
-		}
-		var m struct {
-			MsgType      string `json:"msg_type"`
-			Channel      string `json:"channel"`
-			ParentHeader struct {
-				MsgID string `json:"msg_id"`
-			} `json:"parent_header"`
-			Content map[string]any `json:"content"`
-		}
-		if err := json.Unmarshal(data, &m); err != nil || m.ParentHeader.MsgID != id {
-			continue
-		}
-		switch m.MsgType {
-		case "execute_result":
-			if d, ok := m.Content["data"].(map[string]any); ok {
-				out.WriteString(fmt.Sprint(d["text/plain"]))
-			}
-		case "stream":
-			out.WriteString(fmt.Sprint(m.Content["text"]))
-		case "error":
-			return out.String(), fmt.Errorf("kernel error: %v: %v", m.Content["ename"], m.Content["evalue"])
-		case "status":
-			if m.Content["execution_state"] == "idle" {
-				return out.String(), nil
-			}
-		}
-	}
+	defer conn.CloseNow()
+	return kernelclient.Execute(ctx, conn, kernelclient.Request{Code: code, Username: b.user})
 }
 
 func randHex(n int) string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/kernelclient"
 )
 
 // loadResult is one closed-loop HTTP load run.
@@ -152,49 +153,9 @@ func kernelExchange(session string) func(context.Context, *websocket.Conn) error
 	var seq atomic.Int64
 	return func(ctx context.Context, c *websocket.Conn) error {
 		id := fmt.Sprintf("bench-%s-%d", session, seq.Add(1))
-		msg := map[string]any{
-			"header": map[string]any{"msg_id": id, "username": "bench", "session": session, "msg_type": "execute_request",
-				"version": "5.3", "date": time.Now().UTC().Format(time.RFC3339)},
-			"parent_header": map[string]any{}, "metadata": map[string]any{}, "channel": "shell", "buffers": []any{},
-			"content": map[string]any{"code": "1+1", "silent": false, "store_history": false, "user_expressions": map[string]any{},
-				"allow_stdin": false, "stop_on_error": true},
-		}
-		raw, _ := json.Marshal(msg)
-		if err := c.Write(ctx, websocket.MessageText, raw); err != nil {
+		result, err := kernelclient.Execute(ctx, c, kernelclient.Request{Code: "1+1", MsgID: id, Session: session, Username: "bench"})
+		if err != nil {
 			return err
-		}
-		var replied, idle bool
-		result := ""
-		for !replied || !idle {
-			_, data, err := c.Read(ctx)
-			if err != nil {
-				return fmt.Errorf("reading kernel messages: %w", err)
-			}
-			var m struct {
-				MsgType      string `json:"msg_type"`
-				ParentHeader struct {
-					MsgID string `json:"msg_id"`
-				} `json:"parent_header"`
-				Content map[string]any `json:"content"`
-			}
-			if err := json.Unmarshal(data, &m); err != nil || m.ParentHeader.MsgID != id {
-				continue
-			}
-			switch m.MsgType {
-			case "execute_reply":
-				replied = true
-				if st, _ := m.Content["status"].(string); st != "ok" {
-					return fmt.Errorf("execute_reply status %q", st)
-				}
-			case "execute_result":
-				if d, ok := m.Content["data"].(map[string]any); ok {
-					result = fmt.Sprint(d["text/plain"])
-				}
-			case "status":
-				if m.Content["execution_state"] == "idle" {
-					idle = true
-				}
-			}
 		}
 		if result != "2" {
 			return fmt.Errorf("1+1 gave %q", result)

@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/kernelclient"
 )
 
 // proxyTarget is one user server, reachable directly and through the hub.
@@ -102,11 +103,12 @@ func (e *env) suiteWS(ctx context.Context) ([]table, error) {
 		var path string
 		switch tg.label {
 		case "notebook-debian":
-			id, err := e.createKernel(ctx, tg)
+			ks := kernelServer(tg)
+			id, err := ks.StartKernel(ctx)
 			if err != nil {
 				return nil, err
 			}
-			defer e.deleteKernel(context.WithoutCancel(ctx), tg, id)
+			defer ks.DeleteKernel(context.WithoutCancel(ctx), id)
 			path = "/api/kernels/" + id + "/channels"
 			exch = kernelExchange("bench")
 			n = e.o.WSRounds
@@ -185,26 +187,8 @@ func (e *env) wsCompare(ctx context.Context, tg proxyTarget, path string, n int,
 	return direct, proxied, nil
 }
 
-func (e *env) createKernel(ctx context.Context, tg proxyTarget) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+tg.addr+"/user/"+tg.user+"/api/kernels", strings.NewReader(`{"name":"python3"}`))
-	req.Header.Set("Authorization", "token "+tg.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("create kernel: %w", err)
-	}
-	defer resp.Body.Close()
-	var k struct{ ID string }
-	if err := json.NewDecoder(resp.Body).Decode(&k); err != nil || resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("create kernel: %s %v", resp.Status, err)
-	}
-	return k.ID, nil
-}
-
-func (e *env) deleteKernel(ctx context.Context, tg proxyTarget, id string) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, "http://"+tg.addr+"/user/"+tg.user+"/api/kernels/"+id, nil)
-	req.Header.Set("Authorization", "token "+tg.token)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
-	}
+// kernelServer is tg's Jupyter server reached directly with its token.
+func kernelServer(tg proxyTarget) kernelclient.Server {
+	return kernelclient.Server{URL: "http://" + tg.addr + "/user/" + tg.user,
+		Header: http.Header{"Authorization": {"token " + tg.token}}}
 }

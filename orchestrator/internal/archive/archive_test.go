@@ -23,21 +23,20 @@ import (
 	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 )
 
 const bigSize = 50 << 20
 
-// fakeClock hands out a fixed time that tests move forward.
-type fakeClock struct{ t atomic.Int64 }
-
-func newClock() *fakeClock {
-	c := &fakeClock{}
-	c.t.Store(time.Date(2025, 3, 1, 2, 0, 0, 0, time.UTC).UnixNano())
-	return c
+// newClock hands out a fixed time that tests move forward.
+func newClock() *testsupport.Clock {
+	return testsupport.NewClock(time.Date(2025, 3, 1, 2, 0, 0, 0, time.UTC))
 }
-func (c *fakeClock) Now() time.Time           { return time.Unix(0, c.t.Load()).UTC() }
-func (c *fakeClock) Add(d time.Duration)      { c.t.Add(int64(d)) }
-func (c *fakeClock) Run(offset string) string { return c.Now().Format(archive.RunLayout) + offset }
+
+// runName is the run the archiver names at the clock's time, plus offset.
+func runName(c *testsupport.Clock, offset string) string {
+	return c.Now().Format(archive.RunLayout) + offset
+}
 
 // writeRandom writes n deterministic pseudo-random (incompressible) bytes.
 func writeRandom(t testing.TB, name string, n int64, seed uint64) {
@@ -251,7 +250,7 @@ func compareTrees(t *testing.T, want, got map[string]node) {
 	}
 }
 
-func newArchiver(t testing.TB, root string, clock *fakeClock, keep int) *archive.Archiver {
+func newArchiver(t testing.TB, root string, clock *testsupport.Clock, keep int) *archive.Archiver {
 	t.Helper()
 	a, err := archive.New(archive.Options{
 		Root:    root,
@@ -276,7 +275,7 @@ func TestRunArchivesWorkspaceWithExcludes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if m.Run != clock.Run("") || len(m.Entries) != 2 || !m.Full {
+	if m.Run != runName(clock, "") || len(m.Entries) != 2 || !m.Full {
 		t.Fatalf("manifest = %+v", m)
 	}
 	runDir := filepath.Join(root, "archives", m.Run)
@@ -387,7 +386,7 @@ func TestCancelledRunKeepsPreviousArchive(t *testing.T) {
 	firstFile := filepath.Join(root, "archives", first.Run, "alice.tar.gz")
 	firstSum := fileSum(t, firstFile)
 
-	clock.Add(24 * time.Hour)
+	clock.Advance(24 * time.Hour)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var canceled atomic.Bool
@@ -399,7 +398,7 @@ func TestCancelledRunKeepsPreviousArchive(t *testing.T) {
 	if !canceled.Load() {
 		t.Fatal("the hook never cancelled: big.bin was not streamed")
 	}
-	second := filepath.Join(root, "archives", clock.Run(""))
+	second := filepath.Join(root, "archives", runName(clock, ""))
 	for _, name := range []string{"alice.tar.gz", "alice.tar.gz.partial", "alice.tar.gz.sha256", "manifest.json"} {
 		if _, err := os.Lstat(filepath.Join(second, name)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("cancelled run left %s (err=%v)", name, err)
@@ -419,7 +418,7 @@ func TestCancelledRunKeepsPreviousArchive(t *testing.T) {
 	// The next full run removes the incomplete leftover but keeps (Keep=1)
 	// only itself among complete runs.
 	archive.SetInputHook(a, nil)
-	clock.Add(24 * time.Hour)
+	clock.Advance(24 * time.Hour)
 	third, err := a.Run(t.Context(), []string{"alice"})
 	if err != nil {
 		t.Fatal(err)
@@ -430,7 +429,7 @@ func TestCancelledRunKeepsPreviousArchive(t *testing.T) {
 	}
 	// The run after that removes the incomplete leftover: it is now older
 	// than the newest complete run.
-	clock.Add(24 * time.Hour)
+	clock.Advance(24 * time.Hour)
 	fourth, err := a.Run(t.Context(), []string{"alice"})
 	if err != nil {
 		t.Fatal(err)
@@ -475,7 +474,7 @@ func TestRetention(t *testing.T) {
 					t.Fatalf("Run(%v): err = %v", users, err)
 				}
 				ids = append(ids, m.Run)
-				clock.Add(time.Hour)
+				clock.Advance(time.Hour)
 			}
 			runs, err := a.Runs(t.Context())
 			if err != nil {
@@ -506,7 +505,7 @@ func TestSingleUserRunsDoNotCountForRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		clock.Add(time.Minute)
+		clock.Advance(time.Minute)
 		if _, err := a.ArchiveNow(t.Context(), "alice"); err != nil {
 			t.Fatal(err)
 		}
@@ -530,7 +529,7 @@ func TestSeveralRunsInOneSecond(t *testing.T) {
 		}
 		ids = append(ids, m.Run)
 	}
-	want := []string{clock.Run(""), clock.Run("-2"), clock.Run("-3")}
+	want := []string{runName(clock, ""), runName(clock, "-2"), runName(clock, "-3")}
 	if strings.Join(ids, ",") != strings.Join(want, ",") {
 		t.Errorf("run ids = %v, want %v", ids, want)
 	}
@@ -726,7 +725,7 @@ func TestDiskFullFailsCleanly(t *testing.T) {
 	firstFile := filepath.Join(root, "archives", first.Run, "alice.tar.gz")
 	firstSum := fileSum(t, firstFile)
 
-	clock.Add(24 * time.Hour)
+	clock.Advance(24 * time.Hour)
 	archive.SetOutputHook(a, func(w io.Writer) io.Writer {
 		return &faultWriter{w: w, limit: 5 << 20, err: &fs.PathError{Op: "write", Path: "alice.tar.gz.partial", Err: syscall.ENOSPC}}
 	})

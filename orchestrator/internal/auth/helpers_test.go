@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 )
 
 func TestMain(m *testing.M) {
@@ -60,28 +60,10 @@ func (looseNamer) Canonical(raw string) (string, error) {
 	return s, nil
 }
 
-// logBuf collects log output for assertions and echoes it to the test log.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	t   testing.TB
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.t.Logf("log: %s", bytes.TrimRight(p, "\n"))
-	return b.buf.Write(p)
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger(t testing.TB) (*slog.Logger, *logBuf) {
-	b := &logBuf{t: t}
+// newLogger logs at debug level into a buffer for assertions, echoed to the
+// test log.
+func newLogger(t testing.TB) (*slog.Logger, *testsupport.Buffer) {
+	b := testsupport.NewEchoBuffer(t)
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
@@ -196,17 +178,4 @@ func (c *memCounter) keys() []string {
 		out = append(out, k)
 	}
 	return out
-}
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }

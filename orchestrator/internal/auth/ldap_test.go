@@ -15,6 +15,7 @@ import (
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 )
 
 // Everything below runs against a real slapd seeded from
@@ -601,7 +602,7 @@ func TestLDAPLoginRegulation(t *testing.T) {
 	s := slapd(t)
 	a := newLDAP(t, plainOpts(s), namer(t))
 	n := namer(t)
-	clk := &clock{t: time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC)}
+	clk := testsupport.NewClock(time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC))
 	reg := auth.NewRegulator(newMemCounter(clk.Now), auth.RegulationOptions{MaxFailures: 3, Window: 2 * time.Minute, Ban: 5 * time.Minute})
 	// login is the web layer's order of calls.
 	login := func(raw, pw, ip string) error {

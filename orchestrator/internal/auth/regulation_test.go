@@ -11,10 +11,11 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 )
 
-func newRegulator(o auth.RegulationOptions) (*auth.Regulator, *clock, *memCounter) {
-	clk := &clock{t: time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC)}
+func newRegulator(o auth.RegulationOptions) (*auth.Regulator, *testsupport.Clock, *memCounter) {
+	clk := testsupport.NewClock(time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC))
 	c := newMemCounter(clk.Now)
 	return auth.NewRegulator(c, o), clk, c
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 )
 
 const hubCookie = "swarmhub-session"
@@ -142,23 +143,6 @@ func (f *fakeActivity) get(user string) int {
 	return f.count[user]
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // seen is what the upstream received, echoed back as JSON.
 type seen struct {
 	Path          string `json:"path"`
@@ -177,14 +161,14 @@ type env struct {
 	res    *fakeResolver
 	acc    *fakeAccess
 	act    *fakeActivity
-	clock  *fakeClock
+	clock  *testsupport.Clock
 	hits   atomic.Int64
 	client *http.Client
 }
 
 func newEnv(t *testing.T, adminAccess bool) *env {
 	t.Helper()
-	e := &env{t: t, acc: &fakeAccess{}, act: &fakeActivity{}, clock: &fakeClock{now: time.Date(2025, 1, 6, 9, 0, 0, 0, time.UTC)}}
+	e := &env{t: t, acc: &fakeAccess{}, act: &fakeActivity{}, clock: testsupport.NewClock(time.Date(2025, 1, 6, 9, 0, 0, 0, time.UTC))}
 	e.up = httptest.NewServer(http.HandlerFunc(e.upstream))
 	t.Cleanup(e.up.Close)
 	addr := e.up.Listener.Addr().String()

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 )
 
 const prefix = "test:"
@@ -30,24 +30,8 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// clock is an injected, manually advanced time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newClock() *testsupport.Clock {
+	return testsupport.NewClock(time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC))
 }
 
 // eventually polls cond until it holds or ctx ends. Used only for what Redis

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,25 +15,9 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestRequestLogsCarryNoSecrets sends tokens in the query string and the
 // Authorization header and a password in the login form, and checks that
@@ -48,7 +30,7 @@ func TestRequestLogsCarryNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	namer, _ := identity.New(identity.Options{})
-	var buf lockedBuffer
+	var buf testsupport.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := web.New(web.Options{Version: "test", Logger: log}, web.Deps{
 		Store: st, Auth: auth.NewDummy(testPassword, namer, slog.New(slog.NewTextHandler(io.Discard, nil))),

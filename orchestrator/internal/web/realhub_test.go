@@ -25,6 +25,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
 
@@ -133,7 +134,7 @@ type realHub struct {
 	st       *store.Store
 	rdb      *redis.Client
 	resolver *realResolver
-	logs     *syncLog
+	logs     *testsupport.Buffer
 }
 
 type hubConfig struct {
@@ -141,24 +142,6 @@ type hubConfig struct {
 	rdb         *redis.Client // share one Redis between hubs; nil: a fresh one
 	upstream    *httptest.Server
 	secure      bool // as under TLS: Secure cookies, HSTS
-}
-
-// syncLog collects the hub's log lines (secrecy checks read them).
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newRealHub(t testing.TB, cfg hubConfig) *realHub {
@@ -176,7 +159,7 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncLog{}
+	logs := &testsupport.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx := context.Background()
 	for _, u := range []store.User{{Name: "alice", Allowed: true}, {Name: "bob", Allowed: true}, {Name: "admin", Admin: true, Allowed: true}} {
