@@ -222,7 +222,7 @@ func (b *browser) runCode(owner, code string) (string, error) {
 // runCodeFor runs code in a fresh kernel and waits up to timeout for it to
 // finish; the kernel is deleted when it returns.
 func (b *browser) runCodeFor(owner, code string, timeout time.Duration) (string, error) {
-	srv := kernelclient.Server{URL: b.base + "/user/" + owner, Client: b.c, Header: http.Header{"X-XSRFToken": {b.xsrf}}}
+	srv := kernelclient.Server{URL: b.base + "/user/" + owner, Client: b.c, Header: http.Header{"X-XSRFToken": {b.xsrfFor("/user/" + owner + "/api/kernels")}}}
 	id, err := srv.StartKernel(context.Background())
 	if err != nil {
 		return "", err
