@@ -50,6 +50,8 @@ type userModel struct {
 	Image    string     `json:"image"`
 	Outdated bool       `json:"outdated"`
 	Error    string     `json:"error,omitempty"`
+	// Scopes: only in GET /hub/api/user, the caller's own.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 func tptr(t time.Time) *time.Time {
@@ -124,10 +126,15 @@ func (s *Server) apiVersion(c echo.Context) error {
 
 func (s *Server) apiMe(c echo.Context) error {
 	id, _ := identityOf(c)
-	return s.writeUser(c, http.StatusOK, id.User)
+	if id.Service != "" {
+		return c.JSON(http.StatusOK, map[string]any{"kind": "service", "name": id.Service, "scopes": scopesOf(c)})
+	}
+	return s.writeUser(c, http.StatusOK, id.User, scopesOf(c)...)
 }
 
-func (s *Server) writeUser(c echo.Context, status int, name string) error {
+// writeUser answers name's user model; sc are the caller's own scopes, for
+// GET /hub/api/user only.
+func (s *Server) writeUser(c echo.Context, status int, name string, sc ...string) error {
 	ctx := c.Request().Context()
 	u, err := s.d.Store.GetUser(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
@@ -143,7 +150,9 @@ func (s *Server) writeUser(c echo.Context, status int, name string) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(status, makeUserModel(u, srv, act[name], s.currentImage(ctx)))
+	m := makeUserModel(u, srv, act[name], s.currentImage(ctx))
+	m.Scopes = sc
+	return c.JSON(status, m)
 }
 
 func (s *Server) apiGetUser(c echo.Context) error {
@@ -534,8 +543,9 @@ func (s *Server) apiCreateToken(c echo.Context) error {
 		return err
 	}
 	var body struct {
-		Note      string `json:"note"`
-		ExpiresIn int    `json:"expires_in"`
+		Note      string   `json:"note"`
+		ExpiresIn int      `json:"expires_in"`
+		Scopes    []string `json:"scopes"`
 	}
 	if err := bindJSON(c, &body); err != nil {
 		return err
@@ -552,7 +562,16 @@ func (s *Server) apiCreateToken(c echo.Context) error {
 	if body.ExpiresIn > 0 {
 		expires = s.now().Add(time.Duration(body.ExpiresIn) * time.Second)
 	}
-	plain, tok, err := s.d.Store.CreateTokenExpiring(ctx, name, body.Note, expires)
+	if err := s.checkTokenScopes(ctx, name, body.Scopes); err != nil {
+		return err
+	}
+	var plain string
+	var tok store.Token
+	if len(body.Scopes) > 0 {
+		plain, tok, err = s.d.Store.CreateScopedToken(ctx, name, body.Note, body.Scopes, expires)
+	} else {
+		plain, tok, err = s.d.Store.CreateTokenExpiring(ctx, name, body.Note, expires)
+	}
 	if err != nil {
 		return err
 	}

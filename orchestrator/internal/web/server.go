@@ -43,6 +43,9 @@ type Options struct {
 	// RemoveData archives and then deletes a user's workspace
 	// (DELETE /hub/api/users/NAME?remove_data=true); nil disables it.
 	RemoveData func(ctx context.Context, user string) error
+	// Services are API clients that are no users (JupyterHub's services),
+	// identified by their tokens and limited to their scopes.
+	Services []Service
 }
 
 // cachePrefix marks a revocation message that only drops cached identities
@@ -67,6 +70,9 @@ type Deps struct {
 	Archives ArchiveLister
 	// Logins counts login outcomes; nil counts nothing.
 	Logins LoginObserver
+	// OAuth answers /hub/api/oauth2/ for jupyterhub-singleuser servers;
+	// nil leaves those routes out.
+	OAuth OAuthProvider
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
@@ -85,6 +91,10 @@ type Server struct {
 	running atomic.Int64
 
 	api *echo.Group
+	// apiRoutes are the registered "METHOD /hub/api/..." routes, which
+	// requireScopes checks.
+	apiRoutes map[string]bool
+	services  serviceTokens
 }
 
 // New builds the server; it does not listen.
@@ -126,7 +136,14 @@ func New(o Options, d Deps) *Server {
 	s.e.HideBanner = true
 	s.e.HidePort = true
 	s.e.HTTPErrorHandler = s.httpError
+	s.services = newServiceTokens(o.Services)
 	s.routes()
+	s.apiRoutes = map[string]bool{}
+	for _, r := range s.e.Routes() {
+		if strings.HasPrefix(r.Path, "/hub/api") {
+			s.apiRoutes[r.Method+" "+r.Path] = true
+		}
+	}
 	return s
 }
 

@@ -19,6 +19,11 @@ type Identity struct {
 	Via       string // "session" or "token"
 	SessionID string
 	XSRF      string
+	// Scopes a token is limited to (nil: all of its owner's).
+	Scopes []string
+	// Service names the configured service a token belongs to; User is
+	// then empty.
+	Service string
 }
 
 // identityStore is what the cache reads on a miss.
@@ -82,7 +87,7 @@ func (c *SessionCache) Identify(r *http.Request) (Identity, bool) {
 			return c.stale(key, err)
 		}
 		// LookupToken refuses an expired token; the entry ends with it.
-		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token"}, t.Expires)
+		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token", Scopes: t.Scopes}, t.Expires)
 	}
 	ck, err := r.Cookie(c.cookieName)
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
