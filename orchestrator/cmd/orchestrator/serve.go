@@ -22,6 +22,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/oauth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
@@ -149,6 +150,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AllowedImages:   append([]string{cfg.Notebook.Image}, cfg.Notebook.AllowedImages...),
 		InstructorUsers: canonicalList(namer, cfg.Notebook.InstructorUsers),
 		RemoveData:      jb.RemoveData,
+		Services:        serviceList(cfg.Services),
 		Metrics:         m.Handler(),
 		WrapProxy:       m.WrapProxy,
 		Logger:          log.With("component", "web"),
@@ -170,6 +172,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Jobs:      jb,
 		Logins:    m,
 		Archives:  archiveRuns{jb.archiver},
+		OAuth:     oauth.New(st),
 	})
 
 	// Listen before serving so a taken port fails now, with its address.
@@ -477,4 +480,13 @@ func httpsRedirect(public string) http.Handler {
 		}
 		http.Redirect(w, r, base+r.URL.RequestURI(), http.StatusMovedPermanently)
 	})
+}
+
+// serviceList hands the configured services to the web layer.
+func serviceList(svcs []config.Service) []web.Service {
+	out := make([]web.Service, 0, len(svcs))
+	for _, sv := range svcs {
+		out = append(out, web.Service{Name: sv.Name, Token: sv.APIToken, Scopes: sv.Scopes})
+	}
+	return out
 }
