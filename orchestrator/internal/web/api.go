@@ -129,7 +129,7 @@ func (s *Server) apiMe(c echo.Context) error {
 	if id.Service != "" {
 		return c.JSON(http.StatusOK, map[string]any{"kind": "service", "name": id.Service, "scopes": scopesOf(c)})
 	}
-	return s.writeUser(c, http.StatusOK, id.User, scopesOf(c)...)
+	return s.writeUser(c, http.StatusOK, id.Actor(), scopesOf(c)...)
 }
 
 // writeUser answers name's user model; sc are the caller's own scopes, for
@@ -271,7 +271,7 @@ func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
 		if err := s.d.Store.PutUser(ctx, u); err != nil {
 			return err
 		}
-		s.event(ctx, "user-added", n, id.User, fmt.Sprintf("added (admin=%v)", u.Admin))
+		s.event(ctx, "user-added", n, id.Actor(), fmt.Sprintf("added (admin=%v)", u.Admin))
 		created = append(created, makeUserModel(u, store.Server{}, time.Time{}, ""))
 	}
 	if len(created) == 0 {
@@ -321,7 +321,7 @@ func (s *Server) apiPatchUser(c echo.Context) error {
 	if err := s.d.Store.PutUser(ctx, u); err != nil {
 		return err
 	}
-	s.event(ctx, "user-changed", name, id.User, fmt.Sprintf("admin=%v blocked=%v allowed=%v", u.Admin, u.Blocked, u.Allowed))
+	s.event(ctx, "user-changed", name, id.Actor(), fmt.Sprintf("admin=%v blocked=%v allowed=%v", u.Admin, u.Blocked, u.Allowed))
 	if blockNow || body.Admin != nil {
 		// Cached identities carry the admin flag: drop them either way.
 		if err := s.Revoke(ctx, name); err != nil && blockNow {
@@ -329,7 +329,7 @@ func (s *Server) apiPatchUser(c echo.Context) error {
 		}
 	}
 	if blockNow {
-		if err := s.d.Servers.Stop(ctx, name, "user blocked by "+id.User); err != nil {
+		if err := s.d.Servers.Stop(ctx, name, "user blocked by "+id.Actor()); err != nil {
 			return fmt.Errorf("blocked %s but stopping their server failed: %w", name, err)
 		}
 	}
@@ -357,7 +357,7 @@ func (s *Server) apiDeleteUser(c echo.Context) error {
 	if err := s.Revoke(ctx, name); err != nil {
 		return err
 	}
-	if err := s.d.Servers.Stop(ctx, name, "user deleted by "+id.User); err != nil {
+	if err := s.d.Servers.Stop(ctx, name, "user deleted by "+id.Actor()); err != nil {
 		return fmt.Errorf("stopping %s's server: %w", name, err)
 	}
 	if c.QueryParam("remove_data") == "true" {
@@ -372,7 +372,7 @@ func (s *Server) apiDeleteUser(c echo.Context) error {
 	if err := s.d.Store.DeleteUser(ctx, name); err != nil {
 		return err
 	}
-	s.event(ctx, "user-deleted", name, id.User, "deleted (remove_data="+c.QueryParam("remove_data")+")")
+	s.event(ctx, "user-deleted", name, id.Actor(), "deleted (remove_data="+c.QueryParam("remove_data")+")")
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -431,7 +431,7 @@ func (s *Server) apiStopServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.d.Servers.Stop(ctx, name, "stopped by "+id.User); err != nil {
+	if err := s.d.Servers.Stop(ctx, name, "stopped by "+id.Actor()); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -579,7 +579,7 @@ func (s *Server) apiCreateToken(c echo.Context) error {
 	if !expires.IsZero() {
 		msg += ", expires " + expires.UTC().Format(time.RFC3339)
 	}
-	s.event(ctx, "token-created", name, id.User, msg)
+	s.event(ctx, "token-created", name, id.Actor(), msg)
 	return c.JSON(http.StatusCreated, map[string]any{"token": plain, "id": tok.ID, "note": tok.Note,
 		"user": name, "created": tok.Created, "expires_at": tptr(tok.Expires)})
 }
@@ -601,7 +601,7 @@ func (s *Server) apiDeleteToken(c echo.Context) error {
 	if err := s.d.Store.PublishRevoke(ctx, cachePrefix+name); err != nil {
 		s.log.Warn("token revocation broadcast", "err", err)
 	}
-	s.event(ctx, "token-deleted", name, id.User, "API token "+c.Param("id"))
+	s.event(ctx, "token-deleted", name, id.Actor(), "API token "+c.Param("id"))
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -167,3 +167,11 @@ func (s *Server) checkTokenScopes(ctx context.Context, owner string, requested [
 	}
 	return nil
 }
+
+// Actor names the caller in events and stop reasons.
+func (id Identity) Actor() string {
+	if id.Service != "" {
+		return "service " + id.Service
+	}
+	return id.User
+}

@@ -1,12 +1,14 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
 
@@ -169,6 +171,17 @@ func TestServiceIsNoUser(t *testing.T) {
 	}
 	if st, body := e.withToken(t, "GET", "/hub/api/user", "not-"+cullerToken, ""); st != http.StatusUnauthorized && st != http.StatusForbidden {
 		t.Errorf("a wrong service token: %d %s", st, body)
+	}
+	// What a service does is recorded under its name.
+	if st, body := e.withToken(t, "PATCH", "/hub/api/users/alice", cullerToken, `{"admin": false}`); st != http.StatusOK {
+		t.Fatalf("PATCH as the service: %d %s", st, body)
+	}
+	evs, err := e.st.Events(context.Background(), "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(ev store.Event) bool { return ev.Kind == "user-changed" && ev.Actor == "service idle-culler" }) {
+		t.Errorf("events = %+v, want a user-changed by service idle-culler", evs)
 	}
 }
 
