@@ -312,7 +312,11 @@ type identifier struct{ c *web.SessionCache }
 
 func (i identifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	id, ok := i.c.Identify(r)
-	return proxy.Identity{User: id.User, Admin: id.Admin, Via: id.Via}, ok
+	own, all := web.ServerAccess(id)
+	if !ok || !own && !all {
+		return proxy.Identity{}, false
+	}
+	return proxy.Identity{User: id.User, Admin: all, Via: id.Via}, true
 }
 
 // accessEvents records an admin opening someone else's server.

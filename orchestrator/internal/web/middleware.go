@@ -135,11 +135,16 @@ func identityOf(c echo.Context) (Identity, bool) {
 	return id, ok
 }
 
-// requireLogin sends anonymous page visitors to the login form.
+// requireLogin sends anonymous page visitors to the login form; a
+// service, which is no user, has no pages.
 func (s *Server) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if _, ok := identityOf(c); !ok {
+		id, ok := identityOf(c)
+		if !ok {
 			return c.Redirect(http.StatusFound, "/hub/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
+		}
+		if id.Service != "" {
+			return apiError(http.StatusForbidden, "a service has no pages; use the API")
 		}
 		return next(c)
 	}

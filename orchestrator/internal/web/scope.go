@@ -175,3 +175,20 @@ func (id Identity) Actor() string {
 	}
 	return id.User
 }
+
+// ServerAccess says whether id may open its own server (own) and every
+// user's server (all) through the proxy: a session or an unscoped token by
+// its role, a scoped token only with access:servers (an OAuth token of
+// jupyterhub-singleuser has it; a token made for reading users has not).
+// The scopes come cached with the identity, so this costs no Redis call.
+func ServerAccess(id Identity) (own, all bool) {
+	if id.User == "" {
+		return false, false
+	}
+	if id.Via != "token" || id.Scopes == nil {
+		return true, id.Admin
+	}
+	held := scopes.ForToken(roleScopes(id.Admin), scopes.Owner{Name: id.User}, id.Scopes, nil)
+	f, any := held["access:servers"]
+	return scopes.Allows(held, "access:servers", scopes.Target{User: id.User, Server: id.User + "/"}), any && f == nil
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
@@ -172,6 +173,9 @@ func TestServiceIsNoUser(t *testing.T) {
 	if st, body := e.withToken(t, "GET", "/hub/api/user", "not-"+cullerToken, ""); st != http.StatusUnauthorized && st != http.StatusForbidden {
 		t.Errorf("a wrong service token: %d %s", st, body)
 	}
+	if st, _ := e.withToken(t, "GET", "/hub/home", cullerToken, ""); st != http.StatusForbidden {
+		t.Errorf("a service on /hub/home: %d, want 403", st)
+	}
 	// What a service does is recorded under its name.
 	if st, body := e.withToken(t, "PATCH", "/hub/api/users/alice", cullerToken, `{"admin": false}`); st != http.StatusOK {
 		t.Fatalf("PATCH as the service: %d %s", st, body)
@@ -210,5 +214,45 @@ func TestTokenScopesMustBeHeldByTheOwner(t *testing.T) {
 	tok := alice.createToken("alice", "all")
 	if st, _ := e.withToken(t, "GET", "/hub/api/users/alice/tokens", tok.Token, ""); st != http.StatusOK {
 		t.Errorf("an unscoped token lists its owner's tokens: %d", st)
+	}
+}
+
+// A token reaches a server through the proxy only with access:servers: an
+// OAuth token of jupyterhub-singleuser does, a token made to read users
+// does not, and an admin's token limited to its own server opens no other.
+func TestProxyNeedsAccessServers(t *testing.T) {
+	h := newRealHub(t, hubConfig{adminAccess: true})
+	ctx := context.Background()
+	token := func(user string, sc ...string) string {
+		plain, _, err := h.st.CreateScopedToken(ctx, user, "t", sc, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plain
+	}
+	full, _, err := h.st.CreateToken(ctx, "alice", "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, token, path string
+		through           bool
+	}{
+		{"unscoped token", full, "/user/alice/api/status", true},
+		{"access:servers token", token("alice", "access:servers!server=alice/"), "/user/alice/api/status", true},
+		{"read-only token", token("alice", "read:users:name!user=alice"), "/user/alice/api/status", false},
+		{"admin token for own server", token("admin", "access:servers!user=admin"), "/user/alice/api/status", false},
+		{"admin token for every server", token("admin", "access:servers"), "/user/alice/api/status", true},
+	} {
+		req, _ := http.NewRequest("GET", h.ts.URL+tt.path, nil)
+		req.Header.Set("Authorization", "token "+tt.token)
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.StatusCode == http.StatusOK; got != tt.through {
+			t.Errorf("%s: %d, want through=%v", tt.name, resp.StatusCode, tt.through)
+		}
 	}
 }
