@@ -90,11 +90,8 @@ type Server struct {
 	// or dashboard), for a metrics gauge that must not call Redis.
 	running atomic.Int64
 
-	api *echo.Group
-	// apiRoutes are the registered "METHOD /hub/api/..." routes, which
-	// requireScopes checks.
-	apiRoutes map[string]bool
-	services  serviceTokens
+	api      *echo.Group
+	services serviceTokens
 }
 
 // New builds the server; it does not listen.
@@ -138,12 +135,6 @@ func New(o Options, d Deps) *Server {
 	s.e.HTTPErrorHandler = s.httpError
 	s.services = newServiceTokens(o.Services)
 	s.routes()
-	s.apiRoutes = map[string]bool{}
-	for _, r := range s.e.Routes() {
-		if strings.HasPrefix(r.Path, "/hub/api") {
-			s.apiRoutes[r.Method+" "+r.Path] = true
-		}
-	}
 	return s
 }
 
