@@ -102,6 +102,19 @@ func TestOAuthCodeFlowGivesAScopedToken(t *testing.T) {
 		t.Fatalf("anonymous authorize: %d to %q, want the login form with next", resp.StatusCode, loc)
 	}
 
+	// The login form sends her back to authorize.
+	_, page := anon.do("GET", "/hub/login?next="+url.QueryEscape(authorizePath("alice", redirect)), "", nil)
+	m := formXSRF.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no _xsrf in the login form: %s", page)
+	}
+	form := url.Values{"username": {"alice"}, "password": {testPassword}, "_xsrf": {m[1]}, "next": {authorizePath("alice", redirect)}}
+	resp, _ = anon.do("POST", "/hub/login", form.Encode(), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != authorizePath("alice", redirect) {
+		t.Fatalf("login with next: %d to %q, want back to authorize", resp.StatusCode, loc)
+	}
+	codeFrom(t, anon.authorize("alice", redirect))
+
 	alice := e.client(t)
 	alice.login("alice", testPassword)
 	code := codeFrom(t, alice.authorize("alice", redirect))
