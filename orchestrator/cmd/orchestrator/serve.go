@@ -24,6 +24,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/metrics"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/oauth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/seed"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
@@ -136,7 +137,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	act := activity.New(st, log)
 	sessions := sessioncache.New(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
 	access := &store.AccessEvents{Store: st, Log: log}
-	px = proxy.New(sessioncache.ProxyIdentifier{Cache: sessions}, mgr, act, access, proxy.Options{
+	px = proxy.New(web.ProxyIdentifier{Cache: sessions}, mgr, act, access, proxy.Options{
 		AdminAccess:   cfg.Auth.AdminAccess,
 		CookieName:    cfg.Session.CookieName,
 		Logger:        log.With("component", "proxy"),
@@ -157,6 +158,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AllowedImages:   append([]string{cfg.Notebook.Image}, cfg.Notebook.AllowedImages...),
 		InstructorUsers: canonicalList(namer, cfg.Notebook.InstructorUsers),
 		RemoveData:      jb.RemoveData,
+		Services:        serviceList(cfg.Services),
 		Metrics:         m.Handler(),
 		WrapProxy:       m.WrapProxy,
 		Logger:          log.With("component", "web"),
@@ -178,6 +180,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Jobs:      jb,
 		Logins:    m,
 		Archives:  jobs.ArchiveRuns{Archiver: jb.Archiver()},
+		OAuth:     oauth.New(st, oauth.WithServers(st)),
 	})
 
 	// Listen before serving so a taken port fails now, with its address.
@@ -355,4 +358,13 @@ func httpsRedirect(public string) http.Handler {
 		}
 		http.Redirect(w, r, base+r.URL.RequestURI(), http.StatusMovedPermanently)
 	})
+}
+
+// serviceList hands the configured services to the web layer.
+func serviceList(svcs []config.Service) []web.Service {
+	out := make([]web.Service, 0, len(svcs))
+	for _, sv := range svcs {
+		out = append(out, web.Service{Name: sv.Name, Token: sv.APIToken, Scopes: sv.Scopes})
+	}
+	return out
 }

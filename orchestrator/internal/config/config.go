@@ -34,6 +34,17 @@ type Config struct {
 	Auth      Auth      `yaml:"auth"`
 	Session   Session   `yaml:"session"`
 	Lifecycle Lifecycle `yaml:"lifecycle"`
+	Services  []Service `yaml:"services" help:"API clients that are no users (JupyterHub's services), e.g. jupyterhub-idle-culler: a list of {name, api_token_file, scopes: [JupyterHub 5 scopes]}; each authenticates with the token in its file and may do what its scopes allow."`
+}
+
+// Service is one JupyterHub-style service: a token with scopes, owned by
+// no user.
+type Service struct {
+	Name         string   `yaml:"name"`
+	APITokenFile string   `yaml:"api_token_file"`
+	Scopes       []string `yaml:"scopes"`
+	// APIToken is read from APITokenFile by Load.
+	APIToken string `yaml:"-"`
 }
 
 // Listen is where the orchestrator accepts HTTP(S).

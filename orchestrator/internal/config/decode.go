@@ -32,6 +32,7 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		return c, &errs // not YAML at all: nothing else is meaningful
 	}
 	errs = append(errs, c.readSecretFiles()...)
+	errs = append(errs, c.readServiceTokens()...)
 	return c, finish(&c, errs)
 }
 
@@ -317,6 +318,24 @@ func (d *decoder) decodeList(n *yaml.Node, fv reflect.Value, path string) {
 		d.fail(path, n, "expected a list, e.g. [a, b] or one \"- item\" per line, not %s", kindName(n))
 		return
 	}
+	if fv.Type().Elem().Kind() == reflect.Struct {
+		if len(n.Content) == 0 {
+			fv.Set(reflect.Zero(fv.Type()))
+			return
+		}
+		out := reflect.MakeSlice(fv.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			item = resolve(item)
+			ipath := fmt.Sprintf("%s[%d]", path, i)
+			if item == nil || item.Kind != yaml.MappingNode {
+				d.fail(ipath, item, "every entry must be a mapping of keys (key: value)")
+				continue
+			}
+			d.decodeStruct(item, out.Index(i), ipath)
+		}
+		fv.Set(out)
+		return
+	}
 	var out []string
 	ok := true
 	for _, item := range n.Content {
@@ -470,6 +489,28 @@ func (c *Config) readSecretFiles() Errors {
 		}
 		inline.SetString(secret)
 		name.SetString("")
+	}
+	return errs
+}
+
+// readServiceTokens reads each service's api_token_file (trailing
+// newlines trimmed).
+func (c *Config) readServiceTokens() Errors {
+	var errs Errors
+	for i := range c.Services {
+		sv := &c.Services[i]
+		if sv.APITokenFile == "" {
+			continue // Validate reports it
+		}
+		key := fmt.Sprintf("services[%d].api_token_file", i)
+		data, err := os.ReadFile(sv.APITokenFile)
+		if err != nil {
+			errs = append(errs, FieldError{Key: key, Msg: fmt.Sprintf("cannot read the token: %v", err)})
+			continue
+		}
+		if sv.APIToken = strings.TrimRight(string(data), "\r\n"); sv.APIToken == "" {
+			errs = append(errs, FieldError{Key: key, Msg: fmt.Sprintf("the token file %s is empty", sv.APITokenFile)})
+		}
 	}
 	return errs
 }

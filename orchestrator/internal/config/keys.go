@@ -142,6 +142,15 @@ func encodeStruct(v reflect.Value) (*yaml.Node, error) {
 			val = strNode(fmtDuration(time.Duration(fv.Int())))
 		case fv.Type() == byteSizeType:
 			val = strNode(ByteSize(fv.Int()).String())
+		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
+			val = &yaml.Node{Kind: yaml.SequenceNode}
+			for j := range fv.Len() {
+				item, ierr := encodeStruct(fv.Index(j))
+				if ierr != nil {
+					return nil, ierr
+				}
+				val.Content = append(val.Content, item)
+			}
 		case fv.Kind() == reflect.Slice:
 			val = &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
 			for j := range fv.Len() {

@@ -16,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/scopes"
 )
 
 // FieldError is one problem with one key; Key is the dotted YAML path
@@ -96,6 +97,7 @@ func (c *Config) Validate() error {
 	v.secrets(c)
 	v.session(&c.Session)
 	v.lifecycle(&c.Lifecycle)
+	v.services(c.Services)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -485,6 +487,32 @@ func (v *checker) secrets(c *Config) {
 		file := leafByPath[l.file]
 		if root.FieldByIndex(l.index).String() != "" && root.FieldByIndex(file.index).String() != "" {
 			v.add(l.path, "set both as %s and as %s (check %s and %s too); keep one", l.path, file.path, l.env, file.env)
+		}
+	}
+}
+
+// services needs a unique name, a token file and known scopes per service.
+func (v *checker) services(svcs []Service) {
+	seen := map[string]bool{}
+	for i, sv := range svcs {
+		key := fmt.Sprintf("services[%d]", i)
+		switch {
+		case sv.Name == "":
+			v.add(key+".name", "every service needs a name")
+		case seen[sv.Name]:
+			v.add(key+".name", "%q is used by two services; names must be unique", sv.Name)
+		}
+		seen[sv.Name] = true
+		if sv.APITokenFile == "" && sv.APIToken == "" {
+			v.add(key+".api_token_file", "every service needs a file holding its API token")
+		}
+		if len(sv.Scopes) == 0 {
+			v.add(key+".scopes", "a service without scopes can do nothing; list what it needs, e.g. [list:users, read:servers]")
+		}
+		for _, sc := range sv.Scopes {
+			if !scopes.Known(sc) {
+				v.add(key+".scopes", "%q is not a JupyterHub scope", sc)
+			}
 		}
 	}
 }

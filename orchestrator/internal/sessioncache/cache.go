@@ -21,6 +21,19 @@ type Identity struct {
 	Via       string // "session" or "token"
 	SessionID string
 	XSRF      string
+	// Scopes a token is limited to (nil: all of its owner's).
+	Scopes []string
+	// Service names the configured service a token belongs to; User is
+	// then empty.
+	Service string
+}
+
+// Actor names the caller in events and stop reasons.
+func (id Identity) Actor() string {
+	if id.Service != "" {
+		return "service " + id.Service
+	}
+	return id.User
 }
 
 // identityStore is what the cache reads on a miss.
@@ -73,7 +86,7 @@ func New(st identityStore, idle, max, ttl time.Duration, cookieName string) *Cac
 
 // Identify reads the session cookie or an API token from r.
 func (c *Cache) Identify(r *http.Request) (Identity, bool) {
-	if tok := tokenFromHeader(r); tok != "" {
+	if tok := TokenFromHeader(r); tok != "" {
 		sum := sha256.Sum256([]byte(tok))
 		key := "t:" + string(sum[:])
 		if id, ok := c.cached(key); ok {
@@ -84,7 +97,7 @@ func (c *Cache) Identify(r *http.Request) (Identity, bool) {
 			return c.stale(key, err)
 		}
 		// LookupToken refuses an expired token; the entry ends with it.
-		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token"}, t.Expires)
+		return c.fill(r.Context(), key, Identity{User: t.User, Via: "token", Scopes: t.Scopes}, t.Expires)
 	}
 	ck, err := r.Cookie(c.cookieName)
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
@@ -185,8 +198,8 @@ func (c *Cache) Len() int {
 	return len(c.entries)
 }
 
-// tokenFromHeader accepts "Authorization: token X" and "Bearer X".
-func tokenFromHeader(r *http.Request) string {
+// TokenFromHeader accepts "Authorization: token X" and "Bearer X".
+func TokenFromHeader(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	for _, p := range []string{"token ", "Token ", "bearer ", "Bearer "} {
 		if strings.HasPrefix(h, p) {

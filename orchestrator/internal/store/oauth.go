@@ -121,7 +121,8 @@ func (s *Store) DeleteOAuthCode(ctx context.Context, plain string) (bool, error)
 
 // CreateScopedToken is CreateTokenExpiring for a token limited to scopes
 // (an OAuth access token, or an API token made with fewer scopes than its
-// owner). A token without recorded scopes has all of its owner's.
+// owner). A token without recorded scopes has all of its owner's;
+// LookupToken returns them in Token.Scopes.
 func (s *Store) CreateScopedToken(ctx context.Context, user, note string, scopes []string, expires time.Time) (string, Token, error) {
 	plain, tok, err := s.CreateTokenExpiring(ctx, user, note, expires)
 	if err != nil {
@@ -136,19 +137,6 @@ func (s *Store) CreateScopedToken(ctx context.Context, user, note string, scopes
 		return "", Token{}, fmt.Errorf("record scopes of token for %q: %w", user, err)
 	}
 	return plain, tok, nil
-}
-
-// TokenScopes returns the scopes a token was limited to, nil for a token
-// with all of its owner's (made by CreateToken).
-func (s *Store) TokenScopes(ctx context.Context, plain string) ([]string, error) {
-	v, err := s.rdb.HGet(ctx, s.key("token:", hashToken(plain)), "scopes").Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("token scopes: %w", err)
-	}
-	return splitScopes(v), nil
 }
 
 func splitScopes(v string) []string {

@@ -20,6 +20,8 @@ type Token struct {
 	Kind              string // "" for tokens users and admins create; TokenKindServer
 	Created, LastUsed time.Time
 	Expires           time.Time // zero: never
+	// Scopes the token is limited to; nil: all of its owner's.
+	Scopes []string
 }
 
 // expired says whether the token may no longer be used at now.
@@ -41,6 +43,7 @@ func tokenFrom(m map[string]string) Token {
 		Created:  parseTime(m["created"]),
 		LastUsed: parseTime(m["last_used"]),
 		Expires:  parseTime(m["expires"]),
+		Scopes:   splitScopes(m["scopes"]),
 	}
 }
 

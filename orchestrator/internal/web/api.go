@@ -51,6 +51,8 @@ type userModel struct {
 	Image    string     `json:"image"`
 	Outdated bool       `json:"outdated"`
 	Error    string     `json:"error,omitempty"`
+	// Scopes: only in GET /hub/api/user, the caller's own.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 func tptr(t time.Time) *time.Time {
@@ -125,10 +127,15 @@ func (s *Server) apiVersion(c echo.Context) error {
 
 func (s *Server) apiMe(c echo.Context) error {
 	id, _ := identityOf(c)
-	return s.writeUser(c, http.StatusOK, id.User)
+	if id.Service != "" {
+		return c.JSON(http.StatusOK, map[string]any{"kind": "service", "name": id.Service, "scopes": scopesOf(c)})
+	}
+	return s.writeUser(c, http.StatusOK, id.Actor(), scopesOf(c)...)
 }
 
-func (s *Server) writeUser(c echo.Context, status int, name string) error {
+// writeUser answers name's user model; sc are the caller's own scopes, for
+// GET /hub/api/user only.
+func (s *Server) writeUser(c echo.Context, status int, name string, sc ...string) error {
 	ctx := c.Request().Context()
 	u, err := s.d.Store.GetUser(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
@@ -144,7 +151,9 @@ func (s *Server) writeUser(c echo.Context, status int, name string) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(status, makeUserModel(u, srv, act[name], s.currentImage(ctx)))
+	m := makeUserModel(u, srv, act[name], s.currentImage(ctx))
+	m.Scopes = sc
+	return c.JSON(status, m)
 }
 
 func (s *Server) apiGetUser(c echo.Context) error {
@@ -263,7 +272,7 @@ func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
 		if err := s.d.Store.PutUser(ctx, u); err != nil {
 			return err
 		}
-		s.event(ctx, "user-added", n, id.User, fmt.Sprintf("added (admin=%v)", u.Admin))
+		s.event(ctx, "user-added", n, id.Actor(), fmt.Sprintf("added (admin=%v)", u.Admin))
 		created = append(created, makeUserModel(u, store.Server{}, time.Time{}, ""))
 	}
 	if len(created) == 0 {
@@ -313,7 +322,7 @@ func (s *Server) apiPatchUser(c echo.Context) error {
 	if err := s.d.Store.PutUser(ctx, u); err != nil {
 		return err
 	}
-	s.event(ctx, "user-changed", name, id.User, fmt.Sprintf("admin=%v blocked=%v allowed=%v", u.Admin, u.Blocked, u.Allowed))
+	s.event(ctx, "user-changed", name, id.Actor(), fmt.Sprintf("admin=%v blocked=%v allowed=%v", u.Admin, u.Blocked, u.Allowed))
 	if blockNow || body.Admin != nil {
 		// Cached identities carry the admin flag: drop them either way.
 		if err := s.Revoke(ctx, name); err != nil && blockNow {
@@ -321,7 +330,7 @@ func (s *Server) apiPatchUser(c echo.Context) error {
 		}
 	}
 	if blockNow {
-		if err := s.d.Servers.Stop(ctx, name, "user blocked by "+id.User); err != nil {
+		if err := s.d.Servers.Stop(ctx, name, "user blocked by "+id.Actor()); err != nil {
 			return fmt.Errorf("blocked %s but stopping their server failed: %w", name, err)
 		}
 	}
@@ -349,7 +358,7 @@ func (s *Server) apiDeleteUser(c echo.Context) error {
 	if err := s.Revoke(ctx, name); err != nil {
 		return err
 	}
-	if err := s.d.Servers.Stop(ctx, name, "user deleted by "+id.User); err != nil {
+	if err := s.d.Servers.Stop(ctx, name, "user deleted by "+id.Actor()); err != nil {
 		return fmt.Errorf("stopping %s's server: %w", name, err)
 	}
 	if c.QueryParam("remove_data") == "true" {
@@ -364,7 +373,7 @@ func (s *Server) apiDeleteUser(c echo.Context) error {
 	if err := s.d.Store.DeleteUser(ctx, name); err != nil {
 		return err
 	}
-	s.event(ctx, "user-deleted", name, id.User, "deleted (remove_data="+c.QueryParam("remove_data")+")")
+	s.event(ctx, "user-deleted", name, id.Actor(), "deleted (remove_data="+c.QueryParam("remove_data")+")")
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -423,7 +432,7 @@ func (s *Server) apiStopServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.d.Servers.Stop(ctx, name, "stopped by "+id.User); err != nil {
+	if err := s.d.Servers.Stop(ctx, name, "stopped by "+id.Actor()); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -535,8 +544,9 @@ func (s *Server) apiCreateToken(c echo.Context) error {
 		return err
 	}
 	var body struct {
-		Note      string `json:"note"`
-		ExpiresIn int    `json:"expires_in"`
+		Note      string   `json:"note"`
+		ExpiresIn int      `json:"expires_in"`
+		Scopes    []string `json:"scopes"`
 	}
 	if err := bindJSON(c, &body); err != nil {
 		return err
@@ -553,7 +563,16 @@ func (s *Server) apiCreateToken(c echo.Context) error {
 	if body.ExpiresIn > 0 {
 		expires = s.now().Add(time.Duration(body.ExpiresIn) * time.Second)
 	}
-	plain, tok, err := s.d.Store.CreateTokenExpiring(ctx, name, body.Note, expires)
+	if err := s.checkTokenScopes(ctx, name, body.Scopes); err != nil {
+		return err
+	}
+	var plain string
+	var tok store.Token
+	if len(body.Scopes) > 0 {
+		plain, tok, err = s.d.Store.CreateScopedToken(ctx, name, body.Note, body.Scopes, expires)
+	} else {
+		plain, tok, err = s.d.Store.CreateTokenExpiring(ctx, name, body.Note, expires)
+	}
 	if err != nil {
 		return err
 	}
@@ -561,7 +580,7 @@ func (s *Server) apiCreateToken(c echo.Context) error {
 	if !expires.IsZero() {
 		msg += ", expires " + expires.UTC().Format(time.RFC3339)
 	}
-	s.event(ctx, "token-created", name, id.User, msg)
+	s.event(ctx, "token-created", name, id.Actor(), msg)
 	return c.JSON(http.StatusCreated, map[string]any{"token": plain, "id": tok.ID, "note": tok.Note,
 		"user": name, "created": tok.Created, "expires_at": tptr(tok.Expires)})
 }
@@ -583,7 +602,7 @@ func (s *Server) apiDeleteToken(c echo.Context) error {
 	if err := s.d.Store.PublishRevoke(ctx, cachePrefix+name); err != nil {
 		s.log.Warn("token revocation broadcast", "err", err)
 	}
-	s.event(ctx, "token-deleted", name, id.User, "API token "+c.Param("id"))
+	s.event(ctx, "token-deleted", name, id.Actor(), "API token "+c.Param("id"))
 	return c.NoContent(http.StatusNoContent)
 }
 

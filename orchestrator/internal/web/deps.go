@@ -31,6 +31,7 @@ type Store interface {
 	ReadProgress(ctx context.Context, user, afterID string, block time.Duration) ([]store.Progress, error)
 
 	CreateTokenExpiring(ctx context.Context, user, note string, expires time.Time) (string, store.Token, error)
+	CreateScopedToken(ctx context.Context, user, note string, scopes []string, expires time.Time) (string, store.Token, error)
 	LookupToken(ctx context.Context, plain string) (store.Token, error)
 	ListTokens(ctx context.Context, user string) ([]store.Token, error)
 	DeleteToken(ctx context.Context, user, id string) error

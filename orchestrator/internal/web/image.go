@@ -85,7 +85,7 @@ func (s *Server) apiSetImage(c echo.Context) error {
 		return err
 	}
 	if before != body.Image {
-		s.event(ctx, "image-changed", "", id.User, fmt.Sprintf("notebook image %s -> %s", before, body.Image))
+		s.event(ctx, "image-changed", "", id.Actor(), fmt.Sprintf("notebook image %s -> %s", before, body.Image))
 	}
 	return c.JSON(http.StatusOK, s.imageInfo(ctx))
 }
@@ -132,14 +132,14 @@ func (s *Server) apiRestartOutdated(c echo.Context) error {
 			rep.Busy = append(rep.Busy, srv.User)
 			continue
 		}
-		if err := s.restart(ctx, srv.User, image, id.User); err != nil {
+		if err := s.restart(ctx, srv.User, image, id.Actor()); err != nil {
 			rep.Failed[srv.User] = err.Error()
 			continue
 		}
 		rep.Restarted = append(rep.Restarted, srv.User)
 	}
 	sort.Strings(rep.Busy)
-	s.event(ctx, "image-restart", "", id.User, fmt.Sprintf("restarted %d outdated servers on %s (%d still active, %d failed)",
+	s.event(ctx, "image-restart", "", id.Actor(), fmt.Sprintf("restarted %d outdated servers on %s (%d still active, %d failed)",
 		len(rep.Restarted), image, len(rep.Busy), len(rep.Failed)))
 	return c.JSON(http.StatusOK, rep)
 }

@@ -95,6 +95,9 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			"status", c.Response().Status, "duration_ms", time.Since(start).Milliseconds()}
 		if id, ok := c.Get(ctxIdentity).(Identity); ok {
 			attrs = append(attrs, "user", id.User)
+			if id.Service != "" {
+				attrs = append(attrs, "service", id.Service)
+			}
 		}
 		s.log.Log(r.Context(), lvl, "http request", attrs...)
 		return nil
@@ -118,7 +121,9 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 // identify attaches the caller's identity, if any, to the context.
 func (s *Server) identify(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if id, ok := s.sessions.Identify(c.Request()); ok {
+		if id, ok := s.services.identify(c.Request()); ok {
+			c.Set(ctxIdentity, id)
+		} else if id, ok := s.sessions.Identify(c.Request()); ok {
 			c.Set(ctxIdentity, id)
 		}
 		return next(c)
@@ -130,11 +135,16 @@ func identityOf(c echo.Context) (Identity, bool) {
 	return id, ok
 }
 
-// requireLogin sends anonymous page visitors to the login form.
+// requireLogin sends anonymous page visitors to the login form; a
+// service, which is no user, has no pages.
 func (s *Server) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if _, ok := identityOf(c); !ok {
+		id, ok := identityOf(c)
+		if !ok {
 			return c.Redirect(http.StatusFound, "/hub/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
+		}
+		if id.Service != "" {
+			return apiError(http.StatusForbidden, "a service has no pages; use the API")
 		}
 		return next(c)
 	}
@@ -201,27 +211,8 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requireSelfOrAdmin canonicalises :name and lets only its owner or an
-// admin through.
-func (s *Server) requireSelfOrAdmin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		id, ok := identityOf(c)
-		if !ok {
-			return apiError(http.StatusUnauthorized, "not logged in")
-		}
-		name, err := s.d.Namer.Canonical(c.Param("name"))
-		if err != nil {
-			return apiError(http.StatusBadRequest, err.Error())
-		}
-		if id.User != name && !id.Admin {
-			return apiError(http.StatusForbidden, "you may only act on your own account")
-		}
-		c.Set(ctxName, name)
-		return next(c)
-	}
-}
-
-// canonicalParam is :name after requireSelfOrAdmin, or canonicalised here.
+// canonicalParam is :name as requireScopes canonicalised it, or
+// canonicalised here.
 func (s *Server) canonicalParam(c echo.Context) (string, error) {
 	if n, ok := c.Get(ctxName).(string); ok {
 		return n, nil

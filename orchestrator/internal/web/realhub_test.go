@@ -90,7 +90,11 @@ type proxyIdentifier struct{ c *sessioncache.Cache }
 
 func (i proxyIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	id, ok := i.c.Identify(r)
-	return proxy.Identity{User: id.User, Admin: id.Admin, Via: id.Via}, ok
+	own, all := web.ServerAccess(id)
+	if !ok || !own && !all {
+		return proxy.Identity{}, false
+	}
+	return proxy.Identity{User: id.User, Admin: all, Via: id.Via}, true
 }
 
 // upstreamSeen is what the fake Jupyter server reports about a request.

@@ -45,6 +45,9 @@ type Options struct {
 	// RemoveData archives and then deletes a user's workspace
 	// (DELETE /hub/api/users/NAME?remove_data=true); nil disables it.
 	RemoveData func(ctx context.Context, user string) error
+	// Services are API clients that are no users (JupyterHub's services),
+	// identified by their tokens and limited to their scopes.
+	Services []Service
 }
 
 // cachePrefix marks a revocation message that only drops cached identities
@@ -69,6 +72,9 @@ type Deps struct {
 	Archives ArchiveLister
 	// Logins counts login outcomes; nil counts nothing.
 	Logins LoginObserver
+	// OAuth answers /hub/api/oauth2/ for jupyterhub-singleuser servers;
+	// nil leaves those routes out.
+	OAuth OAuthProvider
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
@@ -86,7 +92,8 @@ type Server struct {
 	// or dashboard), for a metrics gauge that must not call Redis.
 	running atomic.Int64
 
-	api *echo.Group
+	api      *echo.Group
+	services serviceTokens
 }
 
 // New builds the server; it does not listen.
@@ -128,6 +135,7 @@ func New(o Options, d Deps) *Server {
 	s.e.HideBanner = true
 	s.e.HidePort = true
 	s.e.HTTPErrorHandler = s.httpError
+	s.services = newServiceTokens(o.Services)
 	s.routes()
 	return s
 }

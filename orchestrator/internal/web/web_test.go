@@ -77,6 +77,12 @@ const testPassword = "pw-for-tests"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the Options and Deps adjusted by with.
+func newEnvWith(t *testing.T, with func(*web.Options, *web.Deps)) *env {
+	t.Helper()
 	rdb := testenv.RedisClient(t)
 	st := store.New(rdb, "t:")
 	namer, err := identity.New(identity.Options{})
@@ -92,7 +98,8 @@ func newEnv(t *testing.T) *env {
 	}
 	fs := &fakeServers{st: st}
 	fp := &fakeProxy{}
-	srv := web.New(web.Options{Version: "test", Logger: log}, web.Deps{
+	o := web.Options{Version: "test", Logger: log}
+	d := web.Deps{
 		Store:     st,
 		Auth:      auth.NewDummy(testPassword, namer, log),
 		Policy:    auth.NewPolicy(false),
@@ -100,7 +107,11 @@ func newEnv(t *testing.T) *env {
 		Namer:     namer,
 		Servers:   fs,
 		Proxy:     fp,
-	})
+	}
+	if with != nil {
+		with(&o, &d)
+	}
+	srv := web.New(o, d)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	return &env{ts: ts, st: st, servers: fs, proxy: fp, srv: srv}
