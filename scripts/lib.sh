@@ -96,6 +96,24 @@ free_port() {
 	return 1
 }
 
+# storage_root_init ROOT creates a storage root: the orchestrator creates
+# users/NAME (owner 1000:100) itself; the exchange is shared by every
+# student, like nbgrader's exchange must be.
+storage_root_init() {
+	mkdir -p "$1/users" "$1/exchange" || return 1
+	chown 1000:100 "$1/exchange" 2>/dev/null || log "WARNING: could not chown $1/exchange to 1000:100 (not root?)"
+	chmod 0777 "$1/exchange"
+}
+
+# new_password FILE writes a random dummy-authenticator password, readable
+# by the owner only.
+new_password() {
+	(
+		umask 077
+		head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$1"
+	)
+}
+
 # stack_env PORT CONFIG PASSWORD_FILE STORAGE_ROOT [DOCKER...] sets the array
 # STACK_ENV to the NAME=VALUE words `docker stack deploy -c docker-stack.yml`
 # needs for the images of $SWARMHUB_TAG. Configs and secrets are immutable in
