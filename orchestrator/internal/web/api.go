@@ -118,8 +118,15 @@ func makeUserModel(u store.User, srv store.Server, activity time.Time, current s
 	return m
 }
 
+// JupyterHubAPIVersion is the JupyterHub REST API version swarmhub's
+// /hub/api implements (JupyterHub 5's routes, status codes and models).
+// Clients such as jupyterhub-idle-culler parse it as a PEP 440 version, so
+// swarmhub's own build string goes in the separate "swarmhub" field.
+const JupyterHubAPIVersion = "5.2.1"
+
 func (s *Server) apiVersion(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"version": s.o.Version, "swarmhub": true})
+	return c.JSON(http.StatusOK, map[string]any{"version": JupyterHubAPIVersion,
+		"swarmhub": map[string]string{"version": s.o.Version}})
 }
 
 func (s *Server) apiMe(c echo.Context) error {
