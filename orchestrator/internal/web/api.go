@@ -174,16 +174,26 @@ func (s *Server) apiListUsers(c echo.Context) error {
 		return err
 	}
 	page, total := selectUsers(snap.Users, q)
-	if strings.Contains(c.Request().Header.Get("Accept"), "application/jupyterhub-pagination+json") {
-		var next any
-		if q.Offset+q.Limit < total {
-			next = map[string]any{"offset": q.Offset + q.Limit, "limit": q.Limit,
-				"url": "/hub/api/users?" + q.values(q.Offset+q.Limit).Encode()}
-		}
-		return c.JSON(http.StatusOK, map[string]any{"items": page,
-			"_pagination": map[string]any{"offset": q.Offset, "limit": q.Limit, "total": total, "next": next}})
+	return s.writePage(c, page, q.Offset, q.Limit, total)
+}
+
+// writePage answers a list as JupyterHub's paginated_model when the client
+// asks for application/jupyterhub-pagination+json, else as a bare list.
+// next.url is absolute and keeps every query parameter but offset and limit.
+func (s *Server) writePage(c echo.Context, items any, offset, limit, total int) error {
+	if !strings.Contains(c.Request().Header.Get("Accept"), "application/jupyterhub-pagination+json") {
+		return c.JSON(http.StatusOK, items)
 	}
-	return c.JSON(http.StatusOK, page)
+	var next any
+	if offset+limit < total {
+		v := c.Request().URL.Query()
+		v.Set("offset", strconv.Itoa(offset+limit))
+		v.Set("limit", strconv.Itoa(limit))
+		next = map[string]any{"offset": offset + limit, "limit": limit,
+			"url": strings.TrimSuffix(s.publicURL(c), "/") + c.Request().URL.Path + "?" + v.Encode()}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": items,
+		"_pagination": map[string]any{"offset": offset, "limit": limit, "total": total, "next": next}})
 }
 
 func intParam(c echo.Context, name string, def int) (int, error) {

@@ -306,7 +306,11 @@ func TestFiveThousandUsersPaginateAndTheDashboardRenders(t *testing.T) {
 		if p.Items[0]["name"] != "admin" {
 			t.Errorf("first user %v, want admin (sorted by name)", p.Items[0]["name"])
 		}
-		second := get(p.Pagination.Next.URL)
+		next, err := url.Parse(p.Pagination.Next.URL)
+		if err != nil || next.Scheme+"://"+next.Host != "https://hub.example.org" || next.Query().Get("limit") != "100" {
+			t.Fatalf("next.url %q must be absolute on the configured public URL and keep limit", p.Pagination.Next.URL)
+		}
+		second := get(next.RequestURI())
 		if len(second.Items) != 100 || second.Pagination.Offset != 100 || second.Items[0]["name"] == p.Items[0]["name"] {
 			t.Fatalf("next page: %d items at offset %d", len(second.Items), second.Pagination.Offset)
 		}

@@ -3,9 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -61,24 +59,6 @@ func parseUserQuery(c echo.Context, defLimit, maxLimit int) (userQuery, error) {
 		q.Limit = maxLimit
 	}
 	return q, nil
-}
-
-// values renders the query as URL parameters (for next links), leaving out
-// defaults; offset is given separately.
-func (q userQuery) values(offset int) url.Values {
-	v := url.Values{}
-	if q.State != "" {
-		v.Set("state", q.State)
-	}
-	if q.Filter != "" {
-		v.Set("name_filter", q.Filter)
-	}
-	if q.Sort != "name" && q.Sort != "" {
-		v.Set("sort", q.Sort)
-	}
-	v.Set("offset", strconv.Itoa(offset))
-	v.Set("limit", strconv.Itoa(q.Limit))
-	return v
 }
 
 // userCounts summarise all users, whatever the filter.
