@@ -1,10 +1,12 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
@@ -61,5 +63,64 @@ func TestPaginationNextKeepsTheQueryAndIsAbsolute(t *testing.T) {
 	q := u.Query()
 	if q.Get("state") != "inactive" || q.Get("name_filter") != "A" || q.Get("offset") != "1" || q.Get("limit") != "1" || next["offset"] != 1.0 {
 		t.Fatalf("next %v must keep state and name_filter and move offset", next)
+	}
+}
+
+func TestActivityReportFeedsTheCullersRecord(t *testing.T) {
+	e := newEnv(t)
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	tok := alice.createToken("alice", "singleuser")
+	ctx := context.Background()
+	before, err := e.st.Activity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	body := `{"last_activity":"` + server.Add(-time.Minute).Format(time.RFC3339) + `","servers":{"":{"last_activity":"` + server.Format(time.RFC3339Nano) + `"}}}`
+	if code, b := e.withToken(t, "POST", "/hub/api/users/alice/activity", tok.Token, body); code != http.StatusOK {
+		t.Fatalf("activity: %d %s", code, b)
+	}
+	after, err := e.st.Activity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after["alice"].Equal(server) || after["alice"].Equal(before["alice"]) {
+		t.Fatalf("alice's activity %v, want the server's %v (the later one)", after["alice"], server)
+	}
+	// An older report does not move it back (the culler takes the latest).
+	old := `{"last_activity":"2020-01-01T00:00:00"}`
+	if code, b := e.withToken(t, "POST", "/hub/api/users/alice/activity", tok.Token, old); code != http.StatusOK {
+		t.Fatalf("old activity: %d %s", code, b)
+	}
+	if again, _ := e.st.Activity(ctx); !again["alice"].Equal(server) {
+		t.Fatalf("an older report moved activity back to %v", again["alice"])
+	}
+
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	for _, c := range []struct {
+		who    *client
+		user   string
+		body   string
+		status int
+	}{
+		{alice, "alice", `{"last_activity":"yesterday"}`, http.StatusBadRequest},
+		{alice, "alice", `{"servers":{"":{"last_activity":"2026-13-40T00:00:00Z"}}}`, http.StatusBadRequest},
+		{alice, "alice", `{}`, http.StatusBadRequest},
+		{alice, "alice", `[1]`, http.StatusBadRequest},
+		{alice, "alice", `{"servers":{"gpu":{"last_activity":"2026-01-01T00:00:00Z"}}}`, http.StatusBadRequest},
+		{alice, "bob", `{"last_activity":"2026-01-01T00:00:00Z"}`, http.StatusForbidden},
+		{admin, "bob", `{"last_activity":"2026-01-01T00:00:00Z"}`, http.StatusOK},
+		{admin, "nobody", `{"last_activity":"2026-01-01T00:00:00Z"}`, http.StatusNotFound},
+	} {
+		resp, b := c.who.do("POST", "/hub/api/users/"+c.user+"/activity", c.body,
+			map[string]string{"X-XSRFToken": c.who.xsrf, "Content-Type": "application/json"})
+		if resp.StatusCode != c.status {
+			t.Errorf("%s %s: want %d, got %d %s", c.user, c.body, c.status, resp.StatusCode, b)
+		}
+	}
+	if code, _ := e.withToken(t, "POST", "/hub/api/users/alice/activity", "", `{"last_activity":"2026-01-01T00:00:00Z"}`); code == http.StatusOK {
+		t.Fatal("activity without a token was accepted")
 	}
 }

@@ -38,6 +38,7 @@ type Store interface {
 	Events(ctx context.Context, before string, limit int) ([]store.Event, error)
 
 	Activity(ctx context.Context) (map[string]time.Time, error)
+	RecordActivity(ctx context.Context, batch map[string]time.Time) error
 	GetSetting(ctx context.Context, name string) (string, error)
 	SetSetting(ctx context.Context, name, value string) error
 	RecordRunning(ctx context.Context, t time.Time, n int) error

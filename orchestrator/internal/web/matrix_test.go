@@ -74,6 +74,7 @@ var routeRules = map[string]routeRule{
 	"POST /hub/api/users/:name/server":          {access: selfOrAdmin},
 	"DELETE /hub/api/users/:name/server":        {access: selfOrAdmin},
 	"GET /hub/api/users/:name/server/progress":  {access: selfOrAdmin},
+	"POST /hub/api/users/:name/activity":        {access: selfOrAdmin},
 	"GET /hub/api/users/:name/tokens":           {access: selfOrAdmin},
 	"POST /hub/api/users/:name/tokens":          {access: selfOrAdmin},
 	"DELETE /hub/api/users/:name/tokens/:id":    {access: selfOrAdmin},

@@ -42,6 +42,7 @@ func (s *Server) routes() {
 	api.POST("/users/:name", s.apiAddOneUser, s.requireAdmin)
 	api.POST("/users/:name/server", s.apiStartServer, s.requireSelfOrAdmin)
 	api.DELETE("/users/:name/server", s.apiStopServer, s.requireSelfOrAdmin)
+	api.POST("/users/:name/activity", s.apiActivity, s.requireSelfOrAdmin)
 	api.GET("/users/:name/server/progress", s.apiProgress, s.requireSelfOrAdmin)
 	api.GET("/users/:name/tokens", s.apiListTokens, s.requireSelfOrAdmin)
 	api.POST("/users/:name/tokens", s.apiCreateToken, s.requireSelfOrAdmin)
