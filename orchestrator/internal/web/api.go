@@ -231,7 +231,11 @@ func (s *Server) apiAddUsers(c echo.Context) error {
 	if err := bindJSON(c, &body); err != nil {
 		return err
 	}
-	return s.addUsers(c, body)
+	created, err := s.addUsers(c, body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, created)
 }
 
 func (s *Server) apiAddOneUser(c echo.Context) error {
@@ -241,14 +245,21 @@ func (s *Server) apiAddOneUser(c echo.Context) error {
 	if err := bindJSON(c, &body); err != nil {
 		return err
 	}
-	return s.addUsers(c, addUsersBody{Usernames: []string{c.Param("name")}, Admin: body.Admin})
+	created, err := s.addUsers(c, addUsersBody{Usernames: []string{c.Param("name")}, Admin: body.Admin})
+	if err != nil {
+		return err
+	}
+	// JupyterHub answers the single-user form with the one user model.
+	return c.JSON(http.StatusCreated, created[0])
 }
 
-func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
+// addUsers adds or re-allows the named users and returns the models of
+// those it changed; a 409 when it changed none.
+func (s *Server) addUsers(c echo.Context, body addUsersBody) ([]userModel, error) {
 	ctx := c.Request().Context()
 	id, _ := identityOf(c)
 	if len(body.Usernames) == 0 {
-		return apiError(http.StatusBadRequest, `give at least one name: {"usernames": ["alice", "bob"]}`)
+		return nil, apiError(http.StatusBadRequest, `give at least one name: {"usernames": ["alice", "bob"]}`)
 	}
 	var bad []string
 	names := make([]string, 0, len(body.Usernames))
@@ -261,7 +272,7 @@ func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
 		names = append(names, n)
 	}
 	if len(bad) > 0 {
-		return apiError(http.StatusBadRequest, "nothing was added; fix these names first: "+strings.Join(bad, "; "))
+		return nil, apiError(http.StatusBadRequest, "nothing was added; fix these names first: "+strings.Join(bad, "; "))
 	}
 	created := []userModel{}
 	for _, n := range names {
@@ -272,20 +283,20 @@ func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
 		if errors.Is(err, store.ErrNotFound) {
 			u = store.User{Name: n, Created: time.Now().UTC()}
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 		u.Allowed = true
 		u.Admin = u.Admin || body.Admin
 		if err := s.d.Store.PutUser(ctx, u); err != nil {
-			return err
+			return nil, err
 		}
 		s.event(ctx, "user-added", n, id.User, fmt.Sprintf("added (admin=%v)", u.Admin))
 		created = append(created, makeUserModel(u, store.Server{}, time.Time{}, ""))
 	}
 	if len(created) == 0 {
-		return apiError(http.StatusConflict, "all of these users exist already")
+		return nil, apiError(http.StatusConflict, "all of these users exist already")
 	}
-	return c.JSON(http.StatusCreated, created)
+	return created, nil
 }
 
 func (s *Server) apiPatchUser(c echo.Context) error {

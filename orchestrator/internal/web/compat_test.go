@@ -124,3 +124,22 @@ func TestActivityReportFeedsTheCullersRecord(t *testing.T) {
 		t.Fatal("activity without a token was accepted")
 	}
 }
+
+func TestAPIStatusesAndModelsAsJupyterHub(t *testing.T) {
+	e := newEnv(t)
+	resp, body := e.client(t).do("GET", "/hub/api/users/alice", "", map[string]string{"Authorization": "token nope"})
+	var msg map[string]any
+	if resp.StatusCode != http.StatusForbidden || json.Unmarshal([]byte(body), &msg) != nil || msg["status"] != 403.0 || msg["message"] == "" {
+		t.Fatalf("bad token: want 403 {status, message}, got %d %s", resp.StatusCode, body)
+	}
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	resp, body = admin.do("POST", "/hub/api/users/carol", `{}`, map[string]string{"X-XSRFToken": admin.xsrf, "Content-Type": "application/json"})
+	var u map[string]any
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal([]byte(body), &u) != nil || u["name"] != "carol" || u["kind"] != "user" {
+		t.Fatalf("POST /users/carol: want 201 and the user model, got %d %s", resp.StatusCode, body)
+	}
+	if resp, body = admin.do("POST", "/hub/api/users/carol", `{}`, map[string]string{"X-XSRFToken": admin.xsrf}); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("POST an existing user: want 409, got %d %s", resp.StatusCode, body)
+	}
+}
