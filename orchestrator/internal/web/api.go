@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -226,6 +227,32 @@ func bindJSON(c echo.Context, v any) error {
 	return nil
 }
 
+// startOptions are the user_options swarmhub understands.
+type startOptions struct {
+	Image string `json:"image"`
+}
+
+// bindUserOptions reads a start's body as JupyterHub's user_options: any
+// JSON object, whose options swarmhub does not know are ignored (as a
+// spawner ignores them); anything but an object is a 400.
+func bindUserOptions(c echo.Context) (startOptions, error) {
+	var opts startOptions
+	var raw map[string]json.RawMessage
+	err := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)).Decode(&raw)
+	if errors.Is(err, io.EOF) {
+		return opts, nil // no body: no options
+	}
+	if err != nil || raw == nil {
+		return opts, apiError(http.StatusBadRequest, "user_options must be a JSON object")
+	}
+	if img, ok := raw["image"]; ok {
+		if err := json.Unmarshal(img, &opts.Image); err != nil {
+			return opts, apiError(http.StatusBadRequest, "user_options.image must be a string")
+		}
+	}
+	return opts, nil
+}
+
 func (s *Server) apiAddUsers(c echo.Context) error {
 	var body addUsersBody
 	if err := bindJSON(c, &body); err != nil {
@@ -410,10 +437,8 @@ func (s *Server) apiStartServer(c echo.Context) error {
 	if u.Blocked {
 		return apiError(http.StatusForbidden, name+" is blocked; an admin must unblock the account first")
 	}
-	var body struct {
-		Image string `json:"image"`
-	}
-	if err := bindJSON(c, &body); err != nil {
+	body, err := bindUserOptions(c)
+	if err != nil {
 		return err
 	}
 	if body.Image != "" {

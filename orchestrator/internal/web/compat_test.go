@@ -143,3 +143,22 @@ func TestAPIStatusesAndModelsAsJupyterHub(t *testing.T) {
 		t.Fatalf("POST an existing user: want 409, got %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestStartAcceptsAnyUserOptionsObject(t *testing.T) {
+	e := newEnv(t)
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	hdr := map[string]string{"X-XSRFToken": alice.xsrf, "Content-Type": "application/json"}
+	for body, want := range map[string]int{
+		`[1, 2]`:                       http.StatusBadRequest,
+		`"gpu"`:                        http.StatusBadRequest,
+		`null`:                         http.StatusBadRequest,
+		`{"image": 3}`:                 http.StatusBadRequest,
+		`{"profile": "gpu", "cpu": 2}`: http.StatusAccepted,
+	} {
+		resp, b := alice.do("POST", "/hub/api/users/alice/server", body, hdr)
+		if resp.StatusCode != want && !(want == http.StatusAccepted && resp.StatusCode == http.StatusCreated) {
+			t.Errorf("start with %s: want %d, got %d %s", body, want, resp.StatusCode, b)
+		}
+	}
+}
