@@ -130,28 +130,59 @@ func (s *Server) apiVersion(c echo.Context) error {
 		"swarmhub": map[string]string{"version": s.o.Version}})
 }
 
+// userScopes lists the JupyterHub scopes the caller holds: JupyterHub's
+// default "user" role, plus its "admin" role's scopes for admins. The
+// scopes package will replace this.
+func userScopes(name string, admin bool) []string {
+	out := []string{"access:servers!user=" + name, "delete:servers!user=" + name,
+		"read:servers!user=" + name, "read:tokens!user=" + name, "read:users!user=" + name,
+		"servers!user=" + name, "tokens!user=" + name, "users:activity!user=" + name,
+		"read:users:activity!user=" + name, "read:users:name!user=" + name}
+	if admin {
+		out = append(out, "admin-ui", "admin:users", "admin:servers", "admin:groups",
+			"tokens", "access:servers", "read:hub", "proxy", "shutdown", "list:users", "list:groups")
+	}
+	return out
+}
+
+// apiMe is GET /user: the caller's model with the scopes it holds.
 func (s *Server) apiMe(c echo.Context) error {
 	id, _ := identityOf(c)
-	return s.writeUser(c, http.StatusOK, id.User)
+	m, err := s.loadUser(c.Request().Context(), id.User)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, struct {
+		userModel
+		Scopes []string `json:"scopes"`
+	}{m, userScopes(m.Name, m.Admin)})
 }
 
 func (s *Server) writeUser(c echo.Context, status int, name string) error {
-	ctx := c.Request().Context()
+	m, err := s.loadUser(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, m)
+}
+
+// loadUser joins one user with its server and activity; 404 if absent.
+func (s *Server) loadUser(ctx context.Context, name string) (userModel, error) {
 	u, err := s.d.Store.GetUser(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return apiError(http.StatusNotFound, fmt.Sprintf("no user %q; add it with POST /hub/api/users", name))
+		return userModel{}, apiError(http.StatusNotFound, fmt.Sprintf("no user %q; add it with POST /hub/api/users", name))
 	} else if err != nil {
-		return err
+		return userModel{}, err
 	}
 	srv, err := s.server(ctx, name)
 	if err != nil {
-		return err
+		return userModel{}, err
 	}
 	act, err := s.d.Store.Activity(ctx)
 	if err != nil {
-		return err
+		return userModel{}, err
 	}
-	return c.JSON(status, makeUserModel(u, srv, act[name], s.currentImage(ctx)))
+	return makeUserModel(u, srv, act[name], s.currentImage(ctx)), nil
 }
 
 func (s *Server) apiGetUser(c echo.Context) error {
@@ -566,14 +597,37 @@ func (s *Server) apiListTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// JupyterHub's token model, with the same keys POST returns, so a script
-	// finds its token by "id".
 	out := make([]map[string]any, 0, len(toks))
 	for _, t := range toks {
-		out = append(out, map[string]any{"kind": "api_token", "id": t.ID, "user": t.User, "note": t.Note,
-			"created": tptr(t.Created), "last_activity": tptr(t.LastUsed), "expires_at": tptr(t.Expires)})
+		out = append(out, tokenModel(t))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"api_tokens": out})
+}
+
+// tokenModel is JupyterHub's token model, with the same keys POST returns,
+// so a script finds its token by "id".
+func tokenModel(t store.Token) map[string]any {
+	return map[string]any{"kind": "api_token", "id": t.ID, "user": t.User, "note": t.Note,
+		"created": tptr(t.Created), "last_activity": tptr(t.LastUsed), "expires_at": tptr(t.Expires)}
+}
+
+// apiGetToken is GET /users/NAME/tokens/ID: one token's model, 404 if the
+// user has no such token.
+func (s *Server) apiGetToken(c echo.Context) error {
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	toks, err := s.d.Store.ListTokens(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.ID == c.Param("id") {
+			return c.JSON(http.StatusOK, tokenModel(t))
+		}
+	}
+	return apiError(http.StatusNotFound, fmt.Sprintf("no token %q for user %s", c.Param("id"), name))
 }
 
 // maxTokenSeconds bounds expires_in (ten years).

@@ -162,3 +162,37 @@ func TestStartAcceptsAnyUserOptionsObject(t *testing.T) {
 		}
 	}
 }
+
+func TestMeHasScopesAndOneTokenByID(t *testing.T) {
+	e := newEnv(t)
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	resp, body := alice.do("GET", "/hub/api/user", "", nil)
+	var me struct {
+		Name   string   `json:"name"`
+		Scopes []string `json:"scopes"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &me) != nil || me.Name != "alice" {
+		t.Fatalf("GET /user: %d %s", resp.StatusCode, body)
+	}
+	has := map[string]bool{}
+	for _, s := range me.Scopes {
+		has[s] = true
+	}
+	if !has["access:servers!user=alice"] || !has["users:activity!user=alice"] || has["admin:users"] {
+		t.Fatalf("alice's scopes: %v", me.Scopes)
+	}
+
+	tok := alice.createToken("alice", "one")
+	resp, body = alice.do("GET", "/hub/api/users/alice/tokens/"+tok.ID, "", nil)
+	var m map[string]any
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &m) != nil || m["id"] != tok.ID || m["note"] != "one" || m["kind"] != "api_token" {
+		t.Fatalf("GET token %s: %d %s", tok.ID, resp.StatusCode, body)
+	}
+	if _, ok := m["token"]; ok {
+		t.Fatalf("GET token shows the secret: %s", body)
+	}
+	if resp, body = alice.do("GET", "/hub/api/users/alice/tokens/nope", "", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("absent token: want 404, got %d %s", resp.StatusCode, body)
+	}
+}

@@ -77,6 +77,7 @@ var routeRules = map[string]routeRule{
 	"POST /hub/api/users/:name/activity":        {access: selfOrAdmin},
 	"GET /hub/api/users/:name/tokens":           {access: selfOrAdmin},
 	"POST /hub/api/users/:name/tokens":          {access: selfOrAdmin},
+	"GET /hub/api/users/:name/tokens/:id":       {access: selfOrAdmin},
 	"DELETE /hub/api/users/:name/tokens/:id":    {access: selfOrAdmin},
 	"GET /hub/api/users/:name/workspace.tar.gz": {access: selfOrAdmin},
 }

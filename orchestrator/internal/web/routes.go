@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	api.GET("/users/:name/server/progress", s.apiProgress, s.requireSelfOrAdmin)
 	api.GET("/users/:name/tokens", s.apiListTokens, s.requireSelfOrAdmin)
 	api.POST("/users/:name/tokens", s.apiCreateToken, s.requireSelfOrAdmin)
+	api.GET("/users/:name/tokens/:id", s.apiGetToken, s.requireSelfOrAdmin)
 	api.DELETE("/users/:name/tokens/:id", s.apiDeleteToken, s.requireSelfOrAdmin)
 	api.GET("/events", s.apiEvents, s.requireAdmin)
 	api.GET("/image", s.apiGetImage, s.requireAdmin)
