@@ -182,7 +182,15 @@ func (s *Server) loadUser(ctx context.Context, name string) (userModel, error) {
 	if err != nil {
 		return userModel{}, err
 	}
-	return makeUserModel(u, srv, act[name], s.currentImage(ctx)), nil
+	groups, err := s.d.Store.Groups(ctx)
+	if err != nil {
+		return userModel{}, err
+	}
+	m := makeUserModel(u, srv, act[name], s.currentImage(ctx))
+	if gs := groupsOf(groups)[name]; gs != nil {
+		m.Groups = gs
+	}
+	return m, nil
 }
 
 func (s *Server) apiGetUser(c echo.Context) error {

@@ -196,3 +196,59 @@ func TestMeHasScopesAndOneTokenByID(t *testing.T) {
 		t.Fatalf("absent token: want 404, got %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestGroupsAPI(t *testing.T) {
+	e := newEnv(t)
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	call := func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		resp, b := admin.do(method, path, body, map[string]string{"X-XSRFToken": admin.xsrf, "Content-Type": "application/json"})
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s %s: want %d, got %d %s", method, path, body, want, resp.StatusCode, b)
+		}
+		var m map[string]any
+		_ = json.Unmarshal([]byte(b), &m)
+		return m
+	}
+	g := call("POST", "/hub/api/groups/ta", `{"users":["alice"]}`, http.StatusCreated)
+	if g["kind"] != "group" || g["name"] != "ta" || len(g["users"].([]any)) != 1 || g["properties"] == nil || g["roles"] == nil {
+		t.Fatalf("created group model: %v", g)
+	}
+	call("POST", "/hub/api/groups/ta", ``, http.StatusConflict)
+	call("POST", "/hub/api/groups/other", `{"users":["nobody"]}`, http.StatusBadRequest)
+	g = call("POST", "/hub/api/groups/ta/users", `{"users":["bob"]}`, http.StatusOK)
+	if users := g["users"].([]any); len(users) != 2 || users[0] != "alice" || users[1] != "bob" {
+		t.Fatalf("after adding bob: %v", g)
+	}
+	if u := call("GET", "/hub/api/users/bob", "", http.StatusOK); len(u["groups"].([]any)) != 1 || u["groups"].([]any)[0] != "ta" {
+		t.Fatalf("bob's groups: %v", u["groups"])
+	}
+	call("POST", "/hub/api/groups/empty", "", http.StatusCreated)
+	resp, body := admin.do("GET", "/hub/api/groups?limit=1", "", map[string]string{"Accept": "application/jupyterhub-pagination+json"})
+	var page struct {
+		Items      []map[string]any `json:"items"`
+		Pagination struct {
+			Total int `json:"total"`
+		} `json:"_pagination"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil || len(page.Items) != 1 || page.Items[0]["name"] != "empty" || page.Pagination.Total != 2 {
+		t.Fatalf("list groups: %d %s", resp.StatusCode, body)
+	}
+	g = call("DELETE", "/hub/api/groups/ta/users", `{"users":["alice"]}`, http.StatusOK)
+	if users := g["users"].([]any); len(users) != 1 || users[0] != "bob" {
+		t.Fatalf("after removing alice: %v", g)
+	}
+	call("DELETE", "/hub/api/groups/ta", "", http.StatusNoContent)
+	call("GET", "/hub/api/groups/ta", "", http.StatusNotFound)
+	call("POST", "/hub/api/groups/ta/users", `{"users":["bob"]}`, http.StatusNotFound)
+	if u := call("GET", "/hub/api/users/bob", "", http.StatusOK); len(u["groups"].([]any)) != 0 {
+		t.Fatalf("bob's groups after the delete: %v", u["groups"])
+	}
+
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	if resp, _ := alice.do("GET", "/hub/api/groups", "", nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a student lists groups: %d", resp.StatusCode)
+	}
+}

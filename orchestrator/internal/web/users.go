@@ -73,8 +73,8 @@ type snapshot struct {
 	Image  string // the current notebook image
 }
 
-// loadUsers reads users, servers, activity and the current image: four
-// round trips to Redis whatever the number of users.
+// loadUsers reads users, servers, activity, groups and the current image:
+// a few round trips to Redis whatever the number of users.
 func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 	users, err := s.d.Store.ListUsers(ctx)
 	if err != nil {
@@ -88,6 +88,11 @@ func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
+	groups, err := s.d.Store.Groups(ctx)
+	if err != nil {
+		return snapshot{}, err
+	}
+	memberOf := groupsOf(groups)
 	image := s.currentImage(ctx)
 	byUser := make(map[string]store.Server, len(servers))
 	for _, sv := range servers {
@@ -96,6 +101,9 @@ func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 	snap := snapshot{Users: make([]userModel, 0, len(users)), Image: image}
 	for _, u := range users {
 		m := makeUserModel(u, byUser[u.Name], act[u.Name], image)
+		if gs := memberOf[u.Name]; gs != nil {
+			m.Groups = gs
+		}
 		snap.Users = append(snap.Users, m)
 		c := &snap.Counts
 		c.Users++
