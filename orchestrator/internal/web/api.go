@@ -457,6 +457,9 @@ func (s *Server) apiDeleteUser(c echo.Context) error {
 	if err := s.d.Store.DeleteUser(ctx, name); err != nil {
 		return err
 	}
+	if err := s.leaveGroups(ctx, name); err != nil {
+		return err
+	}
 	s.event(ctx, "user-deleted", name, id.User, "deleted (remove_data="+c.QueryParam("remove_data")+")")
 	return c.NoContent(http.StatusNoContent)
 }

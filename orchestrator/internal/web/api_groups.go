@@ -192,3 +192,18 @@ func (s *Server) apiGroupMembers(c echo.Context) error {
 	}
 	return s.writeGroup(c, http.StatusOK, name)
 }
+
+// leaveGroups takes a deleted user out of every group, so a name reused
+// later does not inherit the old memberships.
+func (s *Server) leaveGroups(ctx context.Context, user string) error {
+	groups, err := s.d.Store.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range groupsOf(groups)[user] {
+		if err := s.d.Store.RemoveGroupMembers(ctx, g, []string{user}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}

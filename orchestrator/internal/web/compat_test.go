@@ -246,6 +246,12 @@ func TestGroupsAPI(t *testing.T) {
 		t.Fatalf("bob's groups after the delete: %v", u["groups"])
 	}
 
+	g = call("POST", "/hub/api/groups/keep", `{"users":["bob"]}`, http.StatusCreated)
+	call("DELETE", "/hub/api/users/bob", "", http.StatusNoContent)
+	if g = call("GET", "/hub/api/groups/keep", "", http.StatusOK); len(g["users"].([]any)) != 0 {
+		t.Fatalf("a deleted user stays in a group: %v", g)
+	}
+
 	alice := e.client(t)
 	alice.login("alice", testPassword)
 	if resp, _ := alice.do("GET", "/hub/api/groups", "", nil); resp.StatusCode != http.StatusForbidden {
