@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -121,39 +122,64 @@ func makeUserModel(u store.User, srv store.Server, activity time.Time, current s
 	return m
 }
 
+// JupyterHubAPIVersion is the JupyterHub REST API version swarmhub's
+// /hub/api implements (JupyterHub 5's routes, status codes and models).
+// Clients such as jupyterhub-idle-culler parse it as a PEP 440 version, so
+// swarmhub's own build string goes in the separate "swarmhub" field.
+const JupyterHubAPIVersion = "5.2.1"
+
 func (s *Server) apiVersion(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"version": s.o.Version, "swarmhub": true})
+	return c.JSON(http.StatusOK, map[string]any{"version": JupyterHubAPIVersion,
+		"swarmhub": map[string]string{"version": s.o.Version}})
 }
 
+// apiMe is GET /user: the caller's model with the scopes it holds.
 func (s *Server) apiMe(c echo.Context) error {
 	id, _ := identityOf(c)
 	if id.Service != "" {
 		return c.JSON(http.StatusOK, map[string]any{"kind": "service", "name": id.Service, "scopes": scopesOf(c)})
 	}
-	return s.writeUser(c, http.StatusOK, id.Actor(), scopesOf(c)...)
+	m, err := s.loadUser(c.Request().Context(), id.User)
+	if err != nil {
+		return err
+	}
+	m.Scopes = scopesOf(c)
+	return c.JSON(http.StatusOK, m)
 }
 
-// writeUser answers name's user model; sc are the caller's own scopes, for
-// GET /hub/api/user only.
-func (s *Server) writeUser(c echo.Context, status int, name string, sc ...string) error {
-	ctx := c.Request().Context()
+func (s *Server) writeUser(c echo.Context, status int, name string) error {
+	m, err := s.loadUser(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, m)
+}
+
+// loadUser joins one user with its server and activity; 404 if absent.
+func (s *Server) loadUser(ctx context.Context, name string) (userModel, error) {
 	u, err := s.d.Store.GetUser(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return apiError(http.StatusNotFound, fmt.Sprintf("no user %q; add it with POST /hub/api/users", name))
+		return userModel{}, apiError(http.StatusNotFound, fmt.Sprintf("no user %q; add it with POST /hub/api/users", name))
 	} else if err != nil {
-		return err
+		return userModel{}, err
 	}
 	srv, err := s.server(ctx, name)
 	if err != nil {
-		return err
+		return userModel{}, err
 	}
 	act, err := s.d.Store.Activity(ctx)
 	if err != nil {
-		return err
+		return userModel{}, err
+	}
+	groups, err := s.d.Store.Groups(ctx)
+	if err != nil {
+		return userModel{}, err
 	}
 	m := makeUserModel(u, srv, act[name], s.currentImage(ctx))
-	m.Scopes = sc
-	return c.JSON(status, m)
+	if gs := groupsOf(groups)[name]; gs != nil {
+		m.Groups = gs
+	}
+	return m, nil
 }
 
 func (s *Server) apiGetUser(c echo.Context) error {
@@ -177,16 +203,26 @@ func (s *Server) apiListUsers(c echo.Context) error {
 		return err
 	}
 	page, total := selectUsers(snap.Users, q)
-	if strings.Contains(c.Request().Header.Get("Accept"), "application/jupyterhub-pagination+json") {
-		var next any
-		if q.Offset+q.Limit < total {
-			next = map[string]any{"offset": q.Offset + q.Limit, "limit": q.Limit,
-				"url": "/hub/api/users?" + q.values(q.Offset+q.Limit).Encode()}
-		}
-		return c.JSON(http.StatusOK, map[string]any{"items": page,
-			"_pagination": map[string]any{"offset": q.Offset, "limit": q.Limit, "total": total, "next": next}})
+	return s.writePage(c, page, q.Offset, q.Limit, total)
+}
+
+// writePage answers a list as JupyterHub's paginated_model when the client
+// asks for application/jupyterhub-pagination+json, else as a bare list.
+// next.url is absolute and keeps every query parameter but offset and limit.
+func (s *Server) writePage(c echo.Context, items any, offset, limit, total int) error {
+	if !strings.Contains(c.Request().Header.Get("Accept"), "application/jupyterhub-pagination+json") {
+		return c.JSON(http.StatusOK, items)
 	}
-	return c.JSON(http.StatusOK, page)
+	var next any
+	if offset+limit < total {
+		v := c.Request().URL.Query()
+		v.Set("offset", strconv.Itoa(offset+limit))
+		v.Set("limit", strconv.Itoa(limit))
+		next = map[string]any{"offset": offset + limit, "limit": limit,
+			"url": strings.TrimSuffix(s.publicURL(c), "/") + c.Request().URL.Path + "?" + v.Encode()}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": items,
+		"_pagination": map[string]any{"offset": offset, "limit": limit, "total": total, "next": next}})
 }
 
 func intParam(c echo.Context, name string, def int) (int, error) {
@@ -219,12 +255,42 @@ func bindJSON(c echo.Context, v any) error {
 	return nil
 }
 
+// startOptions are the user_options swarmhub understands.
+type startOptions struct {
+	Image string `json:"image"`
+}
+
+// bindUserOptions reads a start's body as JupyterHub's user_options: any
+// JSON object, whose options swarmhub does not know are ignored (as a
+// spawner ignores them); anything but an object is a 400.
+func bindUserOptions(c echo.Context) (startOptions, error) {
+	var opts startOptions
+	var raw map[string]json.RawMessage
+	err := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20)).Decode(&raw)
+	if errors.Is(err, io.EOF) {
+		return opts, nil // no body: no options
+	}
+	if err != nil || raw == nil {
+		return opts, apiError(http.StatusBadRequest, "user_options must be a JSON object")
+	}
+	if img, ok := raw["image"]; ok {
+		if err := json.Unmarshal(img, &opts.Image); err != nil {
+			return opts, apiError(http.StatusBadRequest, "user_options.image must be a string")
+		}
+	}
+	return opts, nil
+}
+
 func (s *Server) apiAddUsers(c echo.Context) error {
 	var body addUsersBody
 	if err := bindJSON(c, &body); err != nil {
 		return err
 	}
-	return s.addUsers(c, body)
+	created, err := s.addUsers(c, body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, created)
 }
 
 func (s *Server) apiAddOneUser(c echo.Context) error {
@@ -234,14 +300,21 @@ func (s *Server) apiAddOneUser(c echo.Context) error {
 	if err := bindJSON(c, &body); err != nil {
 		return err
 	}
-	return s.addUsers(c, addUsersBody{Usernames: []string{c.Param("name")}, Admin: body.Admin})
+	created, err := s.addUsers(c, addUsersBody{Usernames: []string{c.Param("name")}, Admin: body.Admin})
+	if err != nil {
+		return err
+	}
+	// JupyterHub answers the single-user form with the one user model.
+	return c.JSON(http.StatusCreated, created[0])
 }
 
-func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
+// addUsers adds or re-allows the named users and returns the models of
+// those it changed; a 409 when it changed none.
+func (s *Server) addUsers(c echo.Context, body addUsersBody) ([]userModel, error) {
 	ctx := c.Request().Context()
 	id, _ := identityOf(c)
 	if len(body.Usernames) == 0 {
-		return apiError(http.StatusBadRequest, `give at least one name: {"usernames": ["alice", "bob"]}`)
+		return nil, apiError(http.StatusBadRequest, `give at least one name: {"usernames": ["alice", "bob"]}`)
 	}
 	var bad []string
 	names := make([]string, 0, len(body.Usernames))
@@ -254,7 +327,7 @@ func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
 		names = append(names, n)
 	}
 	if len(bad) > 0 {
-		return apiError(http.StatusBadRequest, "nothing was added; fix these names first: "+strings.Join(bad, "; "))
+		return nil, apiError(http.StatusBadRequest, "nothing was added; fix these names first: "+strings.Join(bad, "; "))
 	}
 	created := []userModel{}
 	for _, n := range names {
@@ -265,20 +338,20 @@ func (s *Server) addUsers(c echo.Context, body addUsersBody) error {
 		if errors.Is(err, store.ErrNotFound) {
 			u = store.User{Name: n, Created: time.Now().UTC()}
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 		u.Allowed = true
 		u.Admin = u.Admin || body.Admin
 		if err := s.d.Store.PutUser(ctx, u); err != nil {
-			return err
+			return nil, err
 		}
 		s.event(ctx, "user-added", n, id.Actor(), fmt.Sprintf("added (admin=%v)", u.Admin))
 		created = append(created, makeUserModel(u, store.Server{}, time.Time{}, ""))
 	}
 	if len(created) == 0 {
-		return apiError(http.StatusConflict, "all of these users exist already")
+		return nil, apiError(http.StatusConflict, "all of these users exist already")
 	}
-	return c.JSON(http.StatusCreated, created)
+	return created, nil
 }
 
 func (s *Server) apiPatchUser(c echo.Context) error {
@@ -373,6 +446,9 @@ func (s *Server) apiDeleteUser(c echo.Context) error {
 	if err := s.d.Store.DeleteUser(ctx, name); err != nil {
 		return err
 	}
+	if err := s.leaveGroups(ctx, name); err != nil {
+		return err
+	}
 	s.event(ctx, "user-deleted", name, id.Actor(), "deleted (remove_data="+c.QueryParam("remove_data")+")")
 	return c.NoContent(http.StatusNoContent)
 }
@@ -392,10 +468,8 @@ func (s *Server) apiStartServer(c echo.Context) error {
 	if u.Blocked {
 		return apiError(http.StatusForbidden, name+" is blocked; an admin must unblock the account first")
 	}
-	var body struct {
-		Image string `json:"image"`
-	}
-	if err := bindJSON(c, &body); err != nil {
+	body, err := bindUserOptions(c)
+	if err != nil {
 		return err
 	}
 	if body.Image != "" {
@@ -523,14 +597,37 @@ func (s *Server) apiListTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// JupyterHub's token model, with the same keys POST returns, so a script
-	// finds its token by "id".
 	out := make([]map[string]any, 0, len(toks))
 	for _, t := range toks {
-		out = append(out, map[string]any{"kind": "api_token", "id": t.ID, "user": t.User, "note": t.Note,
-			"created": tptr(t.Created), "last_activity": tptr(t.LastUsed), "expires_at": tptr(t.Expires)})
+		out = append(out, tokenModel(t))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"api_tokens": out})
+}
+
+// tokenModel is JupyterHub's token model, with the same keys POST returns,
+// so a script finds its token by "id".
+func tokenModel(t store.Token) map[string]any {
+	return map[string]any{"kind": "api_token", "id": t.ID, "user": t.User, "note": t.Note,
+		"created": tptr(t.Created), "last_activity": tptr(t.LastUsed), "expires_at": tptr(t.Expires)}
+}
+
+// apiGetToken is GET /users/NAME/tokens/ID: one token's model, 404 if the
+// user has no such token.
+func (s *Server) apiGetToken(c echo.Context) error {
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	toks, err := s.d.Store.ListTokens(c.Request().Context(), name)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.ID == c.Param("id") {
+			return c.JSON(http.StatusOK, tokenModel(t))
+		}
+	}
+	return apiError(http.StatusNotFound, fmt.Sprintf("no token %q for user %s", c.Param("id"), name))
 }
 
 // maxTokenSeconds bounds expires_in (ten years).

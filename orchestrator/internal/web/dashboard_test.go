@@ -148,7 +148,7 @@ func TestEveryAdminRouteRefusesStudents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	params := map[string]string{":name": "bob", ":user": "bob", ":run": "2025-02-28T020000Z", ":file": "bob.tar.gz", ":id": "x"}
+	params := map[string]string{":name": "bob", ":user": "bob", ":run": "2025-02-28T020000Z", ":file": "bob.tar.gz", ":id": "x", ":group": "ta"}
 	var tested []string
 	for _, r := range e.srv.Echo().Routes() {
 		key := r.Method + " " + r.Path
@@ -205,7 +205,7 @@ func TestCookieStateChangesWithoutXSRFAreRefused(t *testing.T) {
 		{"form post with a wrong _xsrf", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "_xsrf=wrong&blocked=true"},
 		{"wrong header", map[string]string{"X-XSRFToken": "wrong", "Content-Type": "application/json"}, `{}`},
 	}
-	params := map[string]string{":name": "bob", ":user": "bob", ":run": "2025-02-28T020000Z", ":file": "bob.tar.gz", ":id": "x"}
+	params := map[string]string{":name": "bob", ":user": "bob", ":run": "2025-02-28T020000Z", ":file": "bob.tar.gz", ":id": "x", ":group": "ta"}
 	n := 0
 	for _, r := range e.srv.Echo().Routes() {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || !strings.HasPrefix(r.Path, "/hub/api") {
@@ -306,7 +306,11 @@ func TestFiveThousandUsersPaginateAndTheDashboardRenders(t *testing.T) {
 		if p.Items[0]["name"] != "admin" {
 			t.Errorf("first user %v, want admin (sorted by name)", p.Items[0]["name"])
 		}
-		second := get(p.Pagination.Next.URL)
+		next, err := url.Parse(p.Pagination.Next.URL)
+		if err != nil || next.Scheme+"://"+next.Host != "https://hub.example.org" || next.Query().Get("limit") != "100" {
+			t.Fatalf("next.url %q must be absolute on the configured public URL and keep limit", p.Pagination.Next.URL)
+		}
+		second := get(next.RequestURI())
 		if len(second.Items) != 100 || second.Pagination.Offset != 100 || second.Items[0]["name"] == p.Items[0]["name"] {
 			t.Fatalf("next page: %d items at offset %d", len(second.Items), second.Pagination.Offset)
 		}

@@ -40,6 +40,14 @@ type Store interface {
 	Events(ctx context.Context, before string, limit int) ([]store.Event, error)
 
 	Activity(ctx context.Context) (map[string]time.Time, error)
+	RecordActivity(ctx context.Context, batch map[string]time.Time) error
+
+	CreateGroup(ctx context.Context, name string) error
+	DeleteGroup(ctx context.Context, name string) error
+	AddGroupMembers(ctx context.Context, name string, users []string) error
+	RemoveGroupMembers(ctx context.Context, name string, users []string) error
+	Groups(ctx context.Context) (map[string][]string, error)
+
 	GetSetting(ctx context.Context, name string) (string, error)
 	SetSetting(ctx context.Context, name, value string) error
 	RecordRunning(ctx context.Context, t time.Time, n int) error

@@ -74,8 +74,10 @@ var routeRules = map[string]routeRule{
 	"POST /hub/api/users/:name/server":          {access: selfOrAdmin},
 	"DELETE /hub/api/users/:name/server":        {access: selfOrAdmin},
 	"GET /hub/api/users/:name/server/progress":  {access: selfOrAdmin},
+	"POST /hub/api/users/:name/activity":        {access: selfOrAdmin},
 	"GET /hub/api/users/:name/tokens":           {access: selfOrAdmin},
 	"POST /hub/api/users/:name/tokens":          {access: selfOrAdmin},
+	"GET /hub/api/users/:name/tokens/:id":       {access: selfOrAdmin},
 	"DELETE /hub/api/users/:name/tokens/:id":    {access: selfOrAdmin},
 	"GET /hub/api/users/:name/workspace.tar.gz": {access: selfOrAdmin},
 }
@@ -257,7 +259,8 @@ func fillPath(p, target string) string {
 }
 
 // TestCrossUserMatrix runs every route against every kind of caller and
-// checks who passes: denied callers get 401 (API, anonymous), a redirect to
+// checks who passes: denied callers get 403 (hub API, anonymous, as JupyterHub) or 401 (a
+// server's API through the proxy), a redirect to
 // the login form (pages, anonymous) or 403 (authenticated but not
 // entitled); entitled callers never get those, nor a 5xx other than the 503
 // of a backend the test does not configure (scheduled jobs).
@@ -362,8 +365,8 @@ func checkCell(t *testing.T, rt matrixRoute, rl role, resp *http.Response, raw [
 	switch {
 	case rl.authenticated && got != http.StatusForbidden:
 		t.Fatalf("%s is %s: %s must get 403, got %d (Location %q) %s", rt.path, rt.rule.access, rl.name, got, loc, raw)
-	case !rl.authenticated && isAPI && got != http.StatusUnauthorized:
-		t.Fatalf("%s is %s: %s must get 401, got %d (Location %q) %s", rt.path, rt.rule.access, rl.name, got, loc, raw)
+	case !rl.authenticated && isAPI && got != anonymousAPIStatus(rt.path):
+		t.Fatalf("%s is %s: %s must get %d, got %d (Location %q) %s", rt.path, rt.rule.access, rl.name, anonymousAPIStatus(rt.path), got, loc, raw)
 	case !rl.authenticated && !isAPI && !toLogin:
 		t.Fatalf("%s is %s: %s must be sent to the login form, got %d (Location %q) %s", rt.path, rt.rule.access, rl.name, got, loc, raw)
 	}
@@ -526,4 +529,13 @@ func TestHubPagesUnderTLSSendHSTSAndSecureCookies(t *testing.T) {
 		resp.Body.Close()
 		checkHubHeaders(t, resp, true)
 	}
+}
+
+// anonymousAPIStatus is what an anonymous API call gets: JupyterHub's 403 on
+// /hub/api, the proxy's 401 on a user's server.
+func anonymousAPIStatus(path string) int {
+	if strings.HasPrefix(path, "/hub/api") {
+		return http.StatusForbidden
+	}
+	return http.StatusUnauthorized
 }

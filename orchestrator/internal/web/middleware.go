@@ -150,7 +150,8 @@ func (s *Server) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// apiAuth answers 401 for API calls without a session or token, except the
+// apiAuth answers 403 for API calls without a session or a valid token
+// (JupyterHub's status: clients treat 401 as "log in again"), except the
 // version endpoint.
 func (s *Server) apiAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -159,7 +160,7 @@ func (s *Server) apiAuth(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if _, ok := identityOf(c); !ok {
-			return apiError(http.StatusUnauthorized, "not logged in: log in at /hub/login or send 'Authorization: token <token>'")
+			return apiError(http.StatusForbidden, "not logged in: log in at /hub/login or send 'Authorization: token <token>'")
 		}
 		return next(c)
 	}
@@ -202,7 +203,7 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id, ok := identityOf(c)
 		if !ok {
-			return apiError(http.StatusUnauthorized, "not logged in")
+			return apiError(http.StatusForbidden, "not logged in")
 		}
 		if !id.Admin {
 			return apiError(http.StatusForbidden, "this needs an admin account")

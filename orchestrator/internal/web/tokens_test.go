@@ -91,8 +91,8 @@ func TestTokenAuthenticatesWithoutCookieOrXSRF(t *testing.T) {
 		t.Fatalf("start own server with a token: %d %s", code, body)
 	}
 	for _, bad := range []string{"", "x", strings.Repeat("0", 64), tok.Token[:63] + "x"} {
-		if code, _ := e.withToken(t, "GET", "/hub/api/user", bad, ""); code != http.StatusUnauthorized {
-			t.Fatalf("token %q: want 401, got %d", bad, code)
+		if code, _ := e.withToken(t, "GET", "/hub/api/user", bad, ""); code != http.StatusForbidden {
+			t.Fatalf("token %q: want 403, got %d", bad, code)
 		}
 	}
 }
@@ -111,8 +111,8 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
 	}
-	if code, _ := e.withToken(t, "GET", "/hub/api/user", gone.Token, ""); code != http.StatusUnauthorized {
-		t.Fatalf("revoked token on the hub: want 401, got %d", code)
+	if code, _ := e.withToken(t, "GET", "/hub/api/user", gone.Token, ""); code != http.StatusForbidden {
+		t.Fatalf("revoked token on the hub: want 403, got %d", code)
 	}
 	if _, ok := e.proxySees(gone.Token); ok {
 		t.Fatal("the proxy still accepts a revoked token")
@@ -209,8 +209,8 @@ func TestBlockedUsersTokenStopsWorking(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("block: %d %s", resp.StatusCode, body)
 	}
-	if code, _ := e.withToken(t, "GET", "/hub/api/user", tok.Token, ""); code != http.StatusUnauthorized {
-		t.Fatalf("blocked user's token: want 401, got %d", code)
+	if code, _ := e.withToken(t, "GET", "/hub/api/user", tok.Token, ""); code != http.StatusForbidden {
+		t.Fatalf("blocked user's token: want 403, got %d", code)
 	}
 	if _, ok := e.proxySees(tok.Token); ok {
 		t.Fatal("the proxy still accepts a blocked user's token")

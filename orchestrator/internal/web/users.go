@@ -3,9 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -63,24 +61,6 @@ func parseUserQuery(c echo.Context, defLimit, maxLimit int) (userQuery, error) {
 	return q, nil
 }
 
-// values renders the query as URL parameters (for next links), leaving out
-// defaults; offset is given separately.
-func (q userQuery) values(offset int) url.Values {
-	v := url.Values{}
-	if q.State != "" {
-		v.Set("state", q.State)
-	}
-	if q.Filter != "" {
-		v.Set("name_filter", q.Filter)
-	}
-	if q.Sort != "name" && q.Sort != "" {
-		v.Set("sort", q.Sort)
-	}
-	v.Set("offset", strconv.Itoa(offset))
-	v.Set("limit", strconv.Itoa(q.Limit))
-	return v
-}
-
 // userCounts summarise all users, whatever the filter.
 type userCounts struct {
 	Users, Running, Starting, Failed, Blocked, Outdated int
@@ -93,8 +73,8 @@ type snapshot struct {
 	Image  string // the current notebook image
 }
 
-// loadUsers reads users, servers, activity and the current image: four
-// round trips to Redis whatever the number of users.
+// loadUsers reads users, servers, activity, groups and the current image:
+// a few round trips to Redis whatever the number of users.
 func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 	users, err := s.d.Store.ListUsers(ctx)
 	if err != nil {
@@ -108,6 +88,11 @@ func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
+	groups, err := s.d.Store.Groups(ctx)
+	if err != nil {
+		return snapshot{}, err
+	}
+	memberOf := groupsOf(groups)
 	image := s.currentImage(ctx)
 	byUser := make(map[string]store.Server, len(servers))
 	for _, sv := range servers {
@@ -116,6 +101,9 @@ func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 	snap := snapshot{Users: make([]userModel, 0, len(users)), Image: image}
 	for _, u := range users {
 		m := makeUserModel(u, byUser[u.Name], act[u.Name], image)
+		if gs := memberOf[u.Name]; gs != nil {
+			m.Groups = gs
+		}
 		snap.Users = append(snap.Users, m)
 		c := &snap.Counts
 		c.Users++

@@ -334,7 +334,7 @@ func TestBlockingEndsSessionsAndStopsServer(t *testing.T) {
 		t.Fatalf("block: %d %s", resp.StatusCode, body)
 	}
 	resp, _ = alice.do("GET", "/hub/api/user", "", nil)
-	if resp.StatusCode != http.StatusUnauthorized {
+	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("blocked user's session still works: %d", resp.StatusCode)
 	}
 	if len(e.servers.stopped) != 1 || e.servers.stopped[0] != "alice" {
