@@ -200,8 +200,13 @@ func (b *browser) stopServer(user string) {
 }
 
 // wsHeader carries the session cookie the way a browser would, plus Origin.
-func (b *browser) wsHeader() http.Header {
-	u, _ := url.Parse(b.base)
+func (b *browser) wsHeader() http.Header { return b.wsHeaderFor("/") }
+
+// wsHeaderFor is wsHeader for a websocket at path: a browser also sends the
+// cookies a user server scoped to its own path (a jupyterhub-singleuser
+// server's login cookie).
+func (b *browser) wsHeaderFor(path string) http.Header {
+	u, _ := url.Parse(b.base + path)
 	h := http.Header{}
 	var parts []string
 	for _, c := range b.c.Jar.Cookies(u) {
@@ -231,7 +236,7 @@ func (b *browser) runCodeFor(owner, code string, timeout time.Duration) (string,
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := kernelclient.Dial(ctx, srv.ChannelsURL(id), b.wsHeader())
+	conn, err := kernelclient.Dial(ctx, srv.ChannelsURL(id), b.wsHeaderFor("/user/"+owner+"/api/kernels/"+id+"/channels"))
 	if err != nil {
 		return "", err
 	}
