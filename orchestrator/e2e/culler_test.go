@@ -220,18 +220,7 @@ func TestIdleCullerAsService(t *testing.T) {
 		b.startServer(b.user)
 	}
 	// bob keeps working through the proxy; alice and carol do nothing more.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Second):
-				_, _, _ = bob.apiErr(http.MethodGet, "/user/bob/api/status", nil)
-			}
-		}
-	}()
+	keepBusy(t, bob, "/api/status", 2*time.Second)
 	culler := &idleCuller{t: t, api: h.base + "/hub/api", token: token, limit: 30 * time.Second, pageSize: 1}
 	time.Sleep(40 * time.Second)
 

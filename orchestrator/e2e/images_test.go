@@ -9,6 +9,51 @@ import (
 	"time"
 )
 
+// runOnePlusOne has each student run 1+1 in a fresh kernel of their own
+// server, through the proxy.
+func runOnePlusOne(t *testing.T, students ...*browser) {
+	t.Helper()
+	for _, b := range students {
+		out, err := b.runCode(b.user, "1+1")
+		if err != nil {
+			t.Fatalf("%s: %v", b.user, err)
+		}
+		if strings.TrimSpace(out) != "2" {
+			t.Fatalf("%s: 1+1 gave %q", b.user, out)
+		}
+	}
+}
+
+// refusedAcross checks that a and b get 403 on each other's servers.
+func refusedAcross(t *testing.T, a, b *browser) {
+	t.Helper()
+	for _, c := range []struct {
+		b     *browser
+		other string
+	}{{a, b.user}, {b, a.user}} {
+		if code, _, _ := c.b.apiErr(http.MethodGet, "/user/"+c.other+"/api/contents", nil); code != http.StatusForbidden {
+			t.Errorf("%s reading %s's server: %d, want 403", c.b.user, c.other, code)
+		}
+	}
+}
+
+// keepBusy sends b's proxied traffic to its own server every period until
+// the test ends.
+func keepBusy(t *testing.T, b *browser, path string, period time.Duration) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(period):
+				_, _, _ = b.apiErr(http.MethodGet, "/user/"+b.user+path, nil)
+			}
+		}
+	}()
+}
+
 // TestJupyterServerImage runs the Jupyter Server image (the server API that
 // JupyterLab and Notebook 7 sit on) through the whole path: two students log
 // in through the form, start, run 1+1 over the kernel websocket through the
@@ -35,23 +80,8 @@ func TestJupyterServerImage(t *testing.T) {
 	}
 	wg.Wait()
 
-	for _, b := range []*browser{alice, bob} {
-		out, err := b.runCode(b.user, "1+1")
-		if err != nil {
-			t.Fatalf("%s: %v", b.user, err)
-		}
-		if strings.TrimSpace(out) != "2" {
-			t.Fatalf("%s: 1+1 gave %q", b.user, out)
-		}
-	}
-	for _, c := range []struct {
-		b     *browser
-		other string
-	}{{alice, "bob"}, {bob, "alice"}} {
-		if code, _, _ := c.b.apiErr(http.MethodGet, "/user/"+c.other+"/api/contents", nil); code != http.StatusForbidden {
-			t.Errorf("%s reading %s's server: %d, want 403", c.b.user, c.other, code)
-		}
-	}
+	runOnePlusOne(t, alice, bob)
+	refusedAcross(t, alice, bob)
 
 	// JupyterLab's page sends the server token it was given as
 	// Authorization, next to the hub cookie.

@@ -119,18 +119,7 @@ func TestCull(t *testing.T) {
 		t.Fatalf("write: %d", code)
 	}
 	// bob keeps using his server through the proxy from now on.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(3 * time.Second):
-				_, _, _ = bob.apiErr(http.MethodGet, "/user/bob/api/contents", nil)
-			}
-		}
-	}()
+	keepBusy(t, bob, "/api/contents", 3*time.Second)
 	// carol's kernel sleeps for five minutes: working, not idle. Wait until
 	// Jupyter reports it busy. On a loaded machine a fresh kernel can stay
 	// "starting" for minutes (slow start-up, or Jupyter missed its status

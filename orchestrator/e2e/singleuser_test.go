@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/url"
@@ -72,31 +71,10 @@ func TestSingleUserImage(t *testing.T) {
 
 	t.Run("browser", func(t *testing.T) {
 		tab := newChrome(t)
-		do := func(what string, d time.Duration, steps ...chromedp.Action[chromedp.Void]) {
-			t.Helper()
-			ctx, cancel := context.WithTimeout(tab, d)
-			defer cancel()
-			if err := chromedp.Do(ctx, steps...); err != nil {
-				screenshot(t, tab, "failed")
-				t.Fatalf("%s: %v", what, err)
-			}
-		}
-		eval := func(expr string) string {
-			t.Helper()
-			ctx, cancel := context.WithTimeout(tab, 10*time.Second)
-			defer cancel()
-			v, _ := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-			return v
-		}
-		do("log in", 60*time.Second,
-			chromedp.Navigate(h.base+"/hub/login"),
-			chromedp.WaitVisible(chromedp.CSS("#username_input")),
-			chromedp.SendKeys(chromedp.CSS("#username_input"), "alice"),
-			chromedp.SendKeys(chromedp.CSS("#password_input"), password),
-			chromedp.Click(chromedp.CSS("#login_submit")),
-			chromedp.WaitVisible(chromedp.CSS("#start")),
-			chromedp.Click(chromedp.CSS("#start")),
-		)
+		step(t, tab, "open the login page", 60*time.Second, chromedp.Navigate(h.base+"/hub/login"))
+		formLogin(t, tab, "alice")
+		step(t, tab, "press Start", 60*time.Second, chromedp.WaitVisible(chromedp.CSS("#start")), chromedp.Click(chromedp.CSS("#start")))
+		eval := func(expr string) string { t.Helper(); return evalIn[string](t, tab, expr) }
 		var loc string
 		for deadline := time.Now().Add(4 * time.Minute); !strings.Contains(loc, "/user/alice/tree"); time.Sleep(500 * time.Millisecond) {
 			loc = eval("location.href")
@@ -105,7 +83,7 @@ func TestSingleUserImage(t *testing.T) {
 				t.Fatalf("not in Jupyter 4 minutes after Start; at %s", loc)
 			}
 		}
-		do("Jupyter's file list", 2*time.Minute, chromedp.WaitVisible(chromedp.CSS("#notebook_list")))
+		step(t, tab, "Jupyter's file list", 2*time.Minute, chromedp.WaitVisible(chromedp.CSS("#notebook_list")))
 		screenshot(t, tab, "jupyter")
 		apiToken := h.serviceEnv(t, "alice", "JUPYTERHUB_API_TOKEN")
 		page := eval("document.documentElement.outerHTML + '\\n' + document.cookie + '\\n' + JSON.stringify(localStorage)")
@@ -124,20 +102,7 @@ func TestSingleUserImage(t *testing.T) {
 		if !hopped(hops, "/hub/api/oauth2/authorize") || !hopped(hops, "/user/"+b.user+"/oauth_callback") {
 			t.Fatalf("%s reached the server without the OAuth round trip: %v", b.user, hops)
 		}
-		out, err := b.runCode(b.user, "1+1")
-		if err != nil {
-			t.Fatalf("%s: %v", b.user, err)
-		}
-		if strings.TrimSpace(out) != "2" {
-			t.Fatalf("%s: 1+1 gave %q", b.user, out)
-		}
+		runOnePlusOne(t, b)
 	}
-	for _, c := range []struct {
-		b     *browser
-		other string
-	}{{alice, "bob"}, {bob, "alice"}} {
-		if code, _, _ := c.b.apiErr(http.MethodGet, "/user/"+c.other+"/api/contents", nil); code != http.StatusForbidden {
-			t.Errorf("%s reading %s's server: %d, want 403", c.b.user, c.other, code)
-		}
-	}
+	refusedAcross(t, alice, bob)
 }
