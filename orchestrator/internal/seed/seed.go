@@ -59,7 +59,18 @@ func Users(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.C
 			}
 		}
 	}
-	log.Info("users seeded from configuration", "count", len(want))
+	var instructors []string
+	for _, raw := range cfg.Notebook.InstructorUsers {
+		c, err := n.Canonical(raw)
+		if err != nil {
+			return fmt.Errorf("notebook.instructor_users: %q: %w", raw, err)
+		}
+		instructors = append(instructors, c)
+	}
+	if err := st.EnsureGroupMembers(ctx, store.InstructorsGroup, instructors); err != nil {
+		return err
+	}
+	log.Info("users seeded from configuration", "count", len(want), "instructors", len(instructors))
 	return nil
 }
 

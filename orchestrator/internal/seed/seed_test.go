@@ -29,8 +29,19 @@ func TestUsersMergesNeverRemoves(t *testing.T) {
 	cfg.Auth.AllowedUsers = []string{"bob"}
 	cfg.Auth.BlockedUsers = []string{"bob"}
 	cfg.Auth.AllowedUsers = append(cfg.Auth.AllowedUsers, "carol")
+	cfg.Notebook.InstructorUsers = []string{"Dave"}
+	if err := st.EnsureGroupMembers(ctx, store.InstructorsGroup, []string{"erin"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := Users(ctx, st, n, cfg, log); err != nil {
 		t.Fatal(err)
+	}
+	groups, err := st.Groups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := groups[store.InstructorsGroup]; len(got) != 2 || got[0] != "dave" || got[1] != "erin" {
+		t.Errorf("instructors group = %v, want the configured dave beside erin, whom an admin added", got)
 	}
 	want := map[string]store.User{
 		"alice": {Admin: true, Allowed: true},

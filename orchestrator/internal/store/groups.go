@@ -85,6 +85,32 @@ func (s *Store) changeMembers(ctx context.Context, op, name string, users []stri
 	return nil
 }
 
+// InstructorsGroup is the group whose members start their servers as
+// instructors (nbgrader's formgrader), besides admins and
+// notebook.instructor_users, which the configuration adds to it.
+const InstructorsGroup = "instructors"
+
+// InGroup reports whether user is a member of group (false for a group
+// that does not exist).
+func (s *Store) InGroup(ctx context.Context, group, user string) (bool, error) {
+	ok, err := s.rdb.SIsMember(ctx, s.key("group:", group), user).Result()
+	if err != nil {
+		return false, fmt.Errorf("group %q membership of %q: %w", group, user, err)
+	}
+	return ok, nil
+}
+
+// EnsureGroupMembers creates group if needed and adds users to it.
+func (s *Store) EnsureGroupMembers(ctx context.Context, group string, users []string) error {
+	if err := s.CreateGroup(ctx, group); err != nil && !errors.Is(err, ErrGroupExists) {
+		return err
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	return s.AddGroupMembers(ctx, group, users)
+}
+
 // Groups returns every group with its members, names sorted.
 func (s *Store) Groups(ctx context.Context) (map[string][]string, error) {
 	keys, err := s.rdb.SMembers(ctx, s.key("groups")).Result()

@@ -483,7 +483,11 @@ func (s *Server) apiStartServer(c echo.Context) error {
 	if body.Image == "" {
 		body.Image = s.currentImage(ctx)
 	}
-	srv, err := s.d.Servers.Start(ctx, name, spawner.StartOptions{Image: body.Image, Instructor: u.Admin || s.instr[name]})
+	instr, err := s.instructor(ctx, u)
+	if err != nil {
+		return err
+	}
+	srv, err := s.d.Servers.Start(ctx, name, spawner.StartOptions{Image: body.Image, Instructor: instr})
 	var busy *spawner.BusyError
 	switch {
 	case errors.As(err, &busy):

@@ -207,3 +207,13 @@ func (s *Server) leaveGroups(ctx context.Context, user string) error {
 	}
 	return nil
 }
+
+// instructor says whether user starts as an instructor: an admin, a user
+// of notebook.instructor_users, or a member of the instructors group
+// (which admins can change through the API and the dashboard).
+func (s *Server) instructor(ctx context.Context, u store.User) (bool, error) {
+	if u.Admin || s.instr[u.Name] {
+		return true, nil
+	}
+	return s.d.Store.InGroup(ctx, store.InstructorsGroup, u.Name)
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,5 +257,30 @@ func TestGroupsAPI(t *testing.T) {
 	alice.login("alice", testPassword)
 	if resp, _ := alice.do("GET", "/hub/api/groups", "", nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a student lists groups: %d", resp.StatusCode)
+	}
+}
+
+// The course's instructors are a group: its members start as instructors
+// (nbgrader's formgrader) without being admins, and leave it through the
+// groups API like any group.
+func TestInstructorsGroup(t *testing.T) {
+	e := newEnv(t)
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	hdr := map[string]string{"X-XSRFToken": admin.xsrf, "Content-Type": "application/json"}
+	if resp, body := admin.do("POST", "/hub/api/groups/instructors", `{"users":["bob"]}`, hdr); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create the instructors group: %d %s", resp.StatusCode, body)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if resp, body := admin.do("POST", "/hub/api/users/"+u+"/server", "", hdr); resp.StatusCode >= 300 {
+			t.Fatalf("start %s: %d %s", u, resp.StatusCode, body)
+		}
+	}
+	if got := strings.Join(e.servers.instructors, ","); got != "bob" {
+		t.Errorf("started as instructors: %q, want only bob", got)
+	}
+	_, page := admin.do("GET", "/hub/admin", "", map[string]string{"Accept": "text/html"})
+	if !strings.Contains(page, `<span class="badge badge-group" title="group instructors">instructors</span>`) {
+		t.Error("the dashboard does not show bob's group")
 	}
 }

@@ -47,6 +47,7 @@ type Store interface {
 	AddGroupMembers(ctx context.Context, name string, users []string) error
 	RemoveGroupMembers(ctx context.Context, name string, users []string) error
 	Groups(ctx context.Context) (map[string][]string, error)
+	InGroup(ctx context.Context, group, user string) (bool, error)
 
 	GetSetting(ctx context.Context, name string) (string, error)
 	SetSetting(ctx context.Context, name, value string) error

@@ -155,7 +155,11 @@ func (s *Server) restart(ctx context.Context, user, image, actor string) error {
 	if u.Blocked {
 		return nil
 	}
-	_, err = s.d.Servers.Start(ctx, user, spawner.StartOptions{Image: image, Instructor: u.Admin || s.instr[user]})
+	instr, err := s.instructor(ctx, u)
+	if err != nil {
+		return fmt.Errorf("instructor group: %w", err)
+	}
+	_, err = s.d.Servers.Start(ctx, user, spawner.StartOptions{Image: image, Instructor: instr})
 	var busy *spawner.BusyError
 	if errors.As(err, &busy) {
 		return fmt.Errorf("stopped, but the start was refused because many servers are starting; it starts on the user's next visit")

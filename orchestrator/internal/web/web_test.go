@@ -28,8 +28,10 @@ type fakeServers struct {
 	mu      sync.Mutex
 	st      *store.Store
 	started []string
-	stopped []string
-	busy    bool
+	// instructors are the started users that started as instructors.
+	instructors []string
+	stopped     []string
+	busy        bool
 }
 
 func (f *fakeServers) Start(ctx context.Context, user string, so spawner.StartOptions) (store.Server, error) {
@@ -39,6 +41,9 @@ func (f *fakeServers) Start(ctx context.Context, user string, so spawner.StartOp
 		return store.Server{}, &spawner.BusyError{RetryAfter: 4 * time.Second}
 	}
 	f.started = append(f.started, user)
+	if so.Instructor {
+		f.instructors = append(f.instructors, user)
+	}
 	srv := store.Server{User: user, State: "starting"}
 	return srv, f.st.PutServer(ctx, srv)
 }
