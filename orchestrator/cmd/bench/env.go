@@ -177,6 +177,7 @@ func (e *env) specOptions(instance string) spawner.Options {
 			NFSServer: e.cfg.Storage.NFS.Server, NFSExport: e.cfg.Storage.NFS.Export, NFSOptions: e.cfg.Storage.NFS.Options},
 		Constraints: n.PlacementConstraints, Preferences: n.PlacementPreferences, Env: n.Env, Port: n.Port,
 		CourseID: n.CourseID, Instance: instance,
+		Contracts: n.ImageContracts, HubURL: e.cfg.HubInternalURL(), AdminAccess: e.cfg.Auth.AdminAccess,
 	}
 }
 

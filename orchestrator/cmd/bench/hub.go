@@ -160,8 +160,12 @@ func (s *session) api(ctx context.Context, method, path string, body any) (*http
 }
 
 // cookieHeader is the Cookie header a browser would send to /user/.
-func (s *session) cookieHeader() string {
-	u, _ := url.Parse(s.base + "/user/")
+func (s *session) cookieHeader() string { return s.cookiesFor("/user/") }
+
+// cookiesFor is the Cookie header a browser would send to path, which
+// includes a user server's own cookies under /user/NAME/.
+func (s *session) cookiesFor(path string) string {
+	u, _ := url.Parse(s.base + path)
 	var parts []string
 	for _, c := range s.c.Jar.Cookies(u) {
 		parts = append(parts, c.Name+"="+c.Value)

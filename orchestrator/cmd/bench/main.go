@@ -77,6 +77,7 @@ type runOptions struct {
 	StormUsers    int
 	JupyterN      int
 	SpawnRuns     int
+	ImageRuns     int
 	MemUsers      int
 	MemServers    int
 	HotRequests   int
@@ -97,6 +98,7 @@ func parseRunFlags(args []string) (runOptions, error) {
 	fs.IntVar(&o.StormUsers, "storm-users", 100, "users in the spawn storm")
 	fs.IntVar(&o.JupyterN, "jupyter-users", 20, "users in the real Jupyter storm")
 	fs.IntVar(&o.SpawnRuns, "spawn-runs", 5, "sequential Debian notebook starts per side")
+	fs.IntVar(&o.ImageRuns, "image-runs", 3, "sequential starts per side and image in the images suite")
 	fs.IntVar(&o.MemUsers, "memory-users", 10000, "registered users in the memory suite")
 	fs.IntVar(&o.MemServers, "memory-servers", 200, "running servers in the memory suite")
 	fs.IntVar(&o.HotRequests, "hot-requests", 5000, "proxied requests in the hot-path suite")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,6 +30,7 @@ func allSuites() []suite {
 		{"ws", (*env).suiteWS},
 		{"hotpath", (*env).suiteHotPath},
 		{"jupyter-storm", (*env).suiteJupyterStorm},
+		{"images", (*env).suiteImages},
 		{"storm", (*env).suiteStorm},
 		{"memory", (*env).suiteMemory},
 		{"cull", (*env).suiteCull},
@@ -126,13 +126,16 @@ func firstOr(l []string, def string) string {
 }
 
 // debianImage is the Debian notebook image among the allowed ones.
-func (e *env) debianImage() (string, error) {
+func (e *env) debianImage() (string, error) { return e.imageNamed("notebook-debian") }
+
+// imageNamed is the allowed image whose name contains name.
+func (e *env) imageNamed(name string) (string, error) {
 	for _, img := range append([]string{e.cfg.Notebook.Image}, e.cfg.Notebook.AllowedImages...) {
-		if strings.Contains(img, "notebook-debian") {
+		if strings.Contains(img, name) {
 			return img, nil
 		}
 	}
-	return "", errors.New("no notebook-debian image in notebook.allowed_images of the bench configuration")
+	return "", fmt.Errorf("no %s image in notebook.allowed_images of the bench configuration", name)
 }
 
 // ensureServer starts user's server through the hub if this run has not
