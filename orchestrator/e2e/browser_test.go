@@ -71,6 +71,7 @@ func TestBrowserLoginStartJupyter(t *testing.T) {
 	}
 	screenshot(t, tab, "2-home")
 
+	waitLoaded(t, tab, "/hub/home")
 	do("press Start", 60*time.Second,
 		chromedp.WaitVisible(chromedp.CSS("#start")),
 		chromedp.Click(chromedp.CSS("#start")),

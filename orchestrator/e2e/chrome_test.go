@@ -103,3 +103,14 @@ func screenshot(t testing.TB, ctx context.Context, name string) {
 	}
 	t.Logf("screenshot: %s", path)
 }
+
+// waitLoaded waits until the page at path has run its scripts: a button
+// is visible before app.js binds it, and a click before that does nothing.
+func waitLoaded(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); evalIn[string](t, ctx, `location.pathname + " " + document.readyState`) != path+" complete"; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("page %s not loaded: at %s", path, evalIn[string](t, ctx, `location.href + " " + document.readyState`))
+		}
+	}
+}

@@ -74,14 +74,8 @@ func TestSingleUserImage(t *testing.T) {
 		step(t, tab, "open the login page", 60*time.Second, chromedp.Navigate(h.base+"/hub/login"))
 		formLogin(t, tab, "alice")
 		eval := func(expr string) string { t.Helper(); return evalIn[string](t, tab, expr) }
-		// The button is visible before app.js has bound it: click once the
-		// home page's scripts have run.
 		step(t, tab, "reach home", 60*time.Second, chromedp.WaitVisible(chromedp.CSS("#start")))
-		for deadline := time.Now().Add(time.Minute); eval(`location.pathname + " " + document.readyState`) != "/hub/home complete"; time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("home page not loaded: %s", eval("location.href + ' ' + document.readyState"))
-			}
-		}
+		waitLoaded(t, tab, "/hub/home")
 		step(t, tab, "press Start", 60*time.Second, chromedp.Click(chromedp.CSS("#start")))
 		var loc string
 		for deadline := time.Now().Add(4 * time.Minute); !strings.Contains(loc, "/user/alice/tree"); time.Sleep(500 * time.Millisecond) {
