@@ -88,7 +88,7 @@ type Notebook struct {
 	Image                string            `yaml:"image" help:"Image of every user's server (replaces c.DockerSpawner.image)."`
 	AllowedImages        []string          `yaml:"allowed_images" help:"Images admins may switch to at runtime; when non-empty it must contain image."`
 	ImageContracts       map[string]string `yaml:"image_contracts" help:"How each image is started: image -> token (swarmhub's contract, the default for unlisted images) or jupyterhub-singleuser (the image runs jupyterhub-singleuser and gets JupyterHub's environment, as with DockerSpawner)."`
-	HubURL               string            `yaml:"hub_url" help:"The hub as user servers reach it on notebook.network, for jupyterhub-singleuser images (their JUPYTERHUB_API_URL is this plus /hub/api). Empty: http://orchestrator:PORT with listen.port (https with tls), the orchestrator's service in docker-stack.yml."`
+	HubURL               string            `yaml:"hub_url" help:"The hub as user servers reach it on notebook.network, for jupyterhub-singleuser images (their JUPYTERHUB_API_URL is this plus /hub/api). Empty: http://tasks.orchestrator:PORT with listen.port (https with tls): the task addresses of the orchestrator service in docker-stack.yml, which has a VIP that cannot route where IPVS is missing."`
 	MemLimit             ByteSize          `yaml:"mem_limit" help:"Memory limit per server: bytes or a size like 512M, 2G, 1.5G (binary units). 0 = no limit. Replaces c.Spawner.mem_limit."`
 	MemGuarantee         ByteSize          `yaml:"mem_guarantee" help:"Memory reserved per server (swarm reservation); at most mem_limit. Replaces c.Spawner.mem_guarantee."`
 	CPULimit             float64           `yaml:"cpu_limit" help:"CPU limit per server in cores. 0 = no limit. Replaces c.Spawner.cpu_limit."`
@@ -311,7 +311,7 @@ func (c Config) HubInternalURL() string {
 	if c.TLSEnabled() {
 		scheme = "https"
 	}
-	return (&url.URL{Scheme: scheme, Host: net.JoinHostPort("orchestrator", strconv.Itoa(c.Listen.Port))}).String()
+	return (&url.URL{Scheme: scheme, Host: net.JoinHostPort("tasks.orchestrator", strconv.Itoa(c.Listen.Port))}).String()
 }
 
 // Start contracts of notebook.image_contracts.

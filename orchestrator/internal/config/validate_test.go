@@ -391,12 +391,12 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestHubInternalURL(t *testing.T) {
 	c := valid()
-	if got, want := c.HubInternalURL(), "http://orchestrator:8000"; got != want {
+	if got, want := c.HubInternalURL(), "http://tasks.orchestrator:8000"; got != want {
 		t.Errorf("default: %q, want %q", got, want)
 	}
 	c.Listen.Port = 9000
 	c.TLS.CertFile, c.TLS.KeyFile = "c.pem", "k.pem"
-	if got, want := c.HubInternalURL(), "https://orchestrator:9000"; got != want {
+	if got, want := c.HubInternalURL(), "https://tasks.orchestrator:9000"; got != want {
 		t.Errorf("tls on port 9000: %q, want %q", got, want)
 	}
 	c.Notebook.HubURL = "http://hub.internal:8000/"

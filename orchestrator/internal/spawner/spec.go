@@ -120,7 +120,7 @@ type Options struct {
 	// ContractToken.
 	Contracts map[string]string
 	// HubURL is where servers reach the hub on the overlay network, e.g.
-	// http://orchestrator:8000 (ContractSingleUser only).
+	// http://tasks.orchestrator:8000 (ContractSingleUser only).
 	HubURL string
 	// AdminAccess: admins may open other users' servers (JupyterHub's
 	// JUPYTERHUB_ADMIN_ACCESS).
