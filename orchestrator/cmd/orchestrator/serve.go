@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Jobs:      jb,
 		Logins:    m,
 		Archives:  jobs.ArchiveRuns{Archiver: jb.Archiver()},
-		OAuth:     oauth.New(st, oauth.WithServers(st)),
+		OAuth:     oauth.New(st),
 	})
 
 	// Listen before serving so a taken port fails now, with its address.

@@ -50,22 +50,16 @@ const (
 
 // Store keeps clients, codes and tokens; *store.Store implements it.
 type Store interface {
-	LookupOAuthClient(ctx context.Context, id string) (store.OAuthClient, error)
+	GetServer(ctx context.Context, user string) (store.Server, error)
 	CreateOAuthCode(ctx context.Context, c store.OAuthCode) (string, error)
 	LookupOAuthCode(ctx context.Context, code string) (store.OAuthCode, error)
 	DeleteOAuthCode(ctx context.Context, code string) (bool, error)
 	CreateScopedToken(ctx context.Context, user, note string, scopes []string, expires time.Time) (string, store.Token, error)
 }
 
-// Servers reads server records; *store.Store implements it.
-type Servers interface {
-	GetServer(ctx context.Context, user string) (store.Server, error)
-}
-
 // Provider answers the authorize and token endpoints.
 type Provider struct {
 	store         Store
-	servers       Servers
 	now           func() time.Time
 	tokenLifetime time.Duration
 }
@@ -78,12 +72,6 @@ func WithClock(now func() time.Time) Option { return func(p *Provider) { p.now =
 
 // WithTokenLifetime sets how long issued access tokens live.
 func WithTokenLifetime(d time.Duration) Option { return func(p *Provider) { p.tokenLifetime = d } }
-
-// WithServers makes every active jupyterhub-singleuser server a client
-// (jupyterhub-user-NAME, its hub API token as the secret) for exactly as
-// long as its record says it runs: nothing to register at start or forget
-// at stop, and a stopped server's secret is refused at once.
-func WithServers(s Servers) Option { return func(p *Provider) { p.servers = s } }
 
 // New returns a Provider on s.
 func New(s Store, opts ...Option) *Provider {
@@ -178,25 +166,22 @@ func (p *Provider) Authorize(ctx context.Context, user string, held scopes.Set, 
 	return withParams(redirect, "code", code, "state", req.State), nil
 }
 
-// client finds a registered client, or the server client id names.
+// client is the server a client id names: every active
+// jupyterhub-singleuser server is a client (jupyterhub-user-NAME, its hub
+// API token the secret) for exactly as long as its record says it runs, so
+// nothing is registered at start or forgotten at stop, and a stopped
+// server's secret is refused at once. ErrNotFound for any other id.
 func (p *Provider) client(ctx context.Context, id string) (store.OAuthClient, error) {
-	c, err := p.store.LookupOAuthClient(ctx, id)
-	if !errors.Is(err, store.ErrNotFound) || p.servers == nil {
-		return c, err
-	}
 	user, ok := strings.CutPrefix(id, "jupyterhub-user-")
 	if !ok || user == "" || ClientID(user, "") != id {
-		return c, err
+		return store.OAuthClient{}, store.ErrNotFound
 	}
-	srv, serr := p.servers.GetServer(ctx, user)
-	if errors.Is(serr, store.ErrNotFound) {
-		return c, err
-	}
-	if serr != nil {
-		return store.OAuthClient{}, fmt.Errorf("client %s: %w", id, serr)
+	srv, err := p.store.GetServer(ctx, user)
+	if err != nil {
+		return store.OAuthClient{}, fmt.Errorf("client %s: %w", id, err)
 	}
 	if !srv.HubToken || srv.Token == "" || (srv.State != store.StateStarting && srv.State != store.StateRunning) {
-		return c, err
+		return store.OAuthClient{}, store.ErrNotFound
 	}
 	return store.NewOAuthClient(id, user, "", RedirectURI("/", user, ""), AccessScopes(user, ""), srv.Token), nil
 }

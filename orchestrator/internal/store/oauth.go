@@ -40,41 +40,6 @@ type OAuthCode struct {
 
 const scopeSep = " "
 
-// RegisterOAuthClient creates or replaces c with secret.
-func (s *Store) RegisterOAuthClient(ctx context.Context, c OAuthClient, secret string) error {
-	if c.ID == "" || secret == "" {
-		return errors.New("register oauth client: empty id or secret")
-	}
-	err := s.rdb.HSet(ctx, s.key("oauth-client:", c.ID),
-		"user", c.User, "server", c.Server, "redirect_uri", c.RedirectURI,
-		"scopes", strings.Join(c.Scopes, scopeSep), "secret", hashToken(secret)).Err()
-	if err != nil {
-		return fmt.Errorf("register oauth client %q: %w", c.ID, err)
-	}
-	return nil
-}
-
-// LookupOAuthClient returns the client id; ErrNotFound if none.
-func (s *Store) LookupOAuthClient(ctx context.Context, id string) (OAuthClient, error) {
-	m, err := s.rdb.HGetAll(ctx, s.key("oauth-client:", id)).Result()
-	if err != nil {
-		return OAuthClient{}, fmt.Errorf("look up oauth client %q: %w", id, err)
-	}
-	if m["secret"] == "" {
-		return OAuthClient{}, ErrNotFound
-	}
-	return OAuthClient{ID: id, User: m["user"], Server: m["server"], RedirectURI: m["redirect_uri"],
-		Scopes: splitScopes(m["scopes"]), secretHash: m["secret"]}, nil
-}
-
-// DeleteOAuthClient forgets the client, e.g. when its server is deleted.
-func (s *Store) DeleteOAuthClient(ctx context.Context, id string) error {
-	if err := s.rdb.Del(ctx, s.key("oauth-client:", id)).Err(); err != nil {
-		return fmt.Errorf("delete oauth client %q: %w", id, err)
-	}
-	return nil
-}
-
 // CreateOAuthCode stores c under a new random code and returns the code;
 // Redis keeps only its hash and drops it a minute after c.Expires.
 func (s *Store) CreateOAuthCode(ctx context.Context, c OAuthCode) (string, error) {

@@ -27,10 +27,10 @@ func newOAuthEnv(t *testing.T) *env {
 	e := newEnvWith(t, func(_ *web.Options, d *web.Deps) {
 		d.OAuth = oauth.New(d.Store.(*store.Store))
 	})
+	// Running jupyterhub-singleuser servers are the clients.
 	for user, secret := range map[string]string{"alice": aliceClientSecret, "bob": bobClientSecret} {
-		c := store.OAuthClient{ID: oauth.ClientID(user, ""), User: user,
-			RedirectURI: oauth.RedirectURI("/", user, ""), Scopes: oauth.AccessScopes(user, "")}
-		if err := e.st.RegisterOAuthClient(context.Background(), c, secret); err != nil {
+		srv := store.Server{User: user, State: store.StateRunning, Token: secret, HubToken: true}
+		if err := e.st.PutServer(context.Background(), srv); err != nil {
 			t.Fatal(err)
 		}
 	}
