@@ -18,6 +18,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
 // Owner of restored files when running as root: the notebook image's
@@ -34,27 +38,42 @@ var ErrUnsafeArchive = errors.New("unsafe archive entry")
 // Restore verifies the archive of user in run against its .sha256 and
 // extracts it into users/USER/restored-RUN/, returning that path relative to
 // the workspace. An existing destination is replaced only when overwrite is
-// true. Extraction goes to a hidden temporary directory first and is renamed
-// into place, so a failed restore leaves nothing half-written behind.
+// true.
+//
+// The workspace belongs to the student, who can rename and symlink anything
+// in it while a restore runs as root. So nothing is created or followed
+// there: extraction goes to a private staging directory under archives/
+// (root only, on the same filesystem), and the finished tree is moved in
+// with renameat relative to a workspace descriptor opened component by
+// component with O_NOFOLLOW. An old destination is first moved out the
+// same way and deleted in the staging area. rename(2) never follows its
+// last component, so a symlink put in place of restored-RUN is replaced or
+// refused, never written through.
 func (a *Archiver) Restore(ctx context.Context, run, user string, overwrite bool) (string, error) {
 	if err := checkNames(run, user); err != nil {
 		return "", err
 	}
 	rel := "restored-" + run
-	ws := a.userDir(user)
-	if fi, err := os.Lstat(ws); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("restore into workspace of %q: workspace missing: %w", user, ErrNotFound)
+	ws, err := openDirNoFollow(a.opts.Root, identity.WorkspaceDir(user))
+	if err != nil {
+		return "", fmt.Errorf("restore into workspace of %q: workspace missing: %w (%w)", user, ErrNotFound, err)
 	}
+	defer ws.Close()
 	if err := a.verify(ctx, run, user); err != nil {
 		return "", err
 	}
-	dest := filepath.Join(ws, rel)
-	if _, err := os.Lstat(dest); err == nil && !overwrite {
+	if exists(ws, rel) && !overwrite {
 		return "", fmt.Errorf("%s in the workspace of %q: %w (use overwrite to replace it)", rel, user, ErrExists)
 	}
 
-	tmp := filepath.Join(ws, fmt.Sprintf(".%s.tmp-%s", rel, randHex()))
-	if err := os.Mkdir(tmp, 0o755); err != nil {
+	staging, err := a.openStaging()
+	if err != nil {
+		return "", diskErr(err)
+	}
+	defer staging.Close()
+	tmpName := fmt.Sprintf("%s-%s-%s", user, run, randHex())
+	tmp := filepath.Join(a.stagingDir(), tmpName)
+	if err := unix.Mkdirat(int(staging.Fd()), tmpName, 0o700); err != nil {
 		return "", diskErr(fmt.Errorf("restore: create %s: %w", tmp, err))
 	}
 	done := false
@@ -72,19 +91,90 @@ func (a *Archiver) Restore(ctx context.Context, run, user string, overwrite bool
 		return "", diskErr(fmt.Errorf("restore %s of %q: %w", run, user, err))
 	}
 	if os.Geteuid() == 0 {
-		os.Lchown(tmp, restoreUID, restoreGID)
-	}
-	if overwrite {
-		if err := os.RemoveAll(dest); err != nil {
-			return "", fmt.Errorf("restore: remove old %s: %w", dest, err)
+		if err := os.Lchown(tmp, restoreUID, restoreGID); err != nil {
+			return "", fmt.Errorf("restore: chown %s: %w", tmp, err)
 		}
 	}
-	if err := os.Rename(tmp, dest); err != nil {
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("restore: chmod %s: %w", tmp, err)
+	}
+	if overwrite {
+		old := "old-" + tmpName
+		err := unix.Renameat(int(ws.Fd()), rel, int(staging.Fd()), old)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return "", fmt.Errorf("restore: move old %s out of the workspace: %w", rel, err)
+		}
+		if err == nil {
+			if err := os.RemoveAll(filepath.Join(a.stagingDir(), old)); err != nil {
+				a.log.Warn("restore: removing the replaced restore folder", "user", user, "err", err)
+			}
+		}
+	}
+	if err := unix.Renameat(int(staging.Fd()), tmpName, int(ws.Fd()), rel); err != nil {
+		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EISDIR) {
+			return "", fmt.Errorf("%s in the workspace of %q appeared during the restore: %w", rel, user, ErrExists)
+		}
 		return "", fmt.Errorf("restore: move into place: %w", err)
 	}
 	done = true
 	a.log.Info("workspace restored", "run", run, "user", user, "dest", rel)
 	return rel, nil
+}
+
+// stagingDir holds restores being extracted. It lies under archives/, which
+// students cannot reach, and its name is no valid run id, so Runs skips it.
+func (a *Archiver) stagingDir() string { return filepath.Join(a.archivesDir(), ".restore") }
+
+// openStaging creates the staging directory (mode 0700) if needed, opens it
+// without following symlinks and removes what crashed restores left there.
+func (a *Archiver) openStaging() (*os.File, error) {
+	dir := a.stagingDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restore: create %s: %w", dir, err)
+	}
+	d, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("restore: open %s: %w", dir, err)
+	}
+	if err := d.Chmod(0o700); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("restore: chmod %s: %w", dir, err)
+	}
+	ents, _ := d.ReadDir(-1)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleStaging {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+	return d, nil
+}
+
+// staleStaging is the age after which a staging directory counts as left
+// behind by a crashed restore (extraction touches it far more often).
+const staleStaging = 24 * time.Hour
+
+// openDirNoFollow opens root/rel one component at a time with O_NOFOLLOW, so
+// no symlink anywhere below root is followed.
+func openDirNoFollow(root, rel string) (*os.File, error) {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
+	}
+	for _, c := range strings.Split(rel, "/") {
+		next, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return nil, &fs.PathError{Op: "openat", Path: filepath.Join(root, rel), Err: err}
+		}
+		fd = next
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(root, rel)), nil
+}
+
+// exists reports whether name exists in dir, without following it.
+func exists(dir *os.File, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 }
 
 // verify checks the archive against its .sha256 file.
