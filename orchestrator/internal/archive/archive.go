@@ -74,10 +74,32 @@ type Options struct {
 	Concurrency int
 	// Keep is how many complete runs retention keeps; <= 0 keeps all.
 	Keep int
+	// MaxFileSize leaves files with a larger apparent size out of archives
+	// and downloads; 0 = no limit. Sparse files whose holes exceed 1 GiB
+	// and half their size are always left out.
+	MaxFileSize int64
+	// MaxBytes bounds the file content of one workspace's archive or
+	// download: files that would cross it are left out; 0 = no limit.
+	MaxBytes int64
+	// MaxDuration bounds the time one workspace's archive or download may
+	// take: at the limit the stream is cut (the file being read ends in
+	// zeros, later files are left out); 0 = no limit.
+	MaxDuration time.Duration
+	// Events records what the limits left out or cut; nil = log only.
+	Events Events
 	// Clock defaults to time.Now.
 	Clock  func() time.Time
 	Logger *slog.Logger
 }
+
+// Events records a workspace's archive or download that the limits changed.
+type Events interface {
+	AddEvent(ctx context.Context, kind, user, message string)
+}
+
+// EventLimit is the event kind of an archive or a workspace download that
+// left files out or was cut.
+const EventLimit = "archive-limit"
 
 // Archiver writes, lists, serves and restores archives.
 type Archiver struct {
@@ -130,7 +152,13 @@ type Entry struct {
 	SHA256 string `json:"sha256,omitempty"` // of the .tar.gz
 	Files  int    `json:"files"`            // entries in the archive
 	Bytes  int64  `json:"bytes"`            // uncompressed file content
-	Error  string `json:"error,omitempty"`
+	// Skipped names files the limits left out ("path: reason"), the
+	// first few of them; SkippedMore counts the rest.
+	Skipped     []string `json:"skipped,omitempty"`
+	SkippedMore int      `json:"skipped_more,omitempty"`
+	// Cut says where the time limit ended the archive.
+	Cut   string `json:"cut,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Manifest describes one run; it is written as manifest.json.
@@ -143,6 +171,17 @@ type Manifest struct {
 	// this user now"; retention counts only full runs.
 	Full    bool    `json:"full"`
 	Entries []Entry `json:"entries"`
+}
+
+// Limited counts entries the limits left incomplete.
+func (m Manifest) Limited() int {
+	n := 0
+	for _, e := range m.Entries {
+		if len(e.Skipped) > 0 || e.Cut != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // Errors counts entries that failed.
@@ -252,6 +291,8 @@ func (a *Archiver) ArchiveUser(ctx context.Context, run, user string) (Entry, er
 	e.SHA256 = sum
 	e.Files = st.Files
 	e.Bytes = st.Bytes
+	e.Skipped, e.SkippedMore, e.Cut = st.Skipped, st.More, st.Cut
+	a.report(ctx, "archive run "+run, user, st)
 	return e, nil
 }
 
@@ -417,8 +458,33 @@ func (a *Archiver) StreamWorkspace(ctx context.Context, w io.Writer, user string
 	if !ValidUser(user) {
 		return fmt.Errorf("user %q: %w", user, ErrInvalidName)
 	}
-	_, err := a.writeTar(ctx, w, user)
+	st, err := a.writeTar(ctx, w, user)
+	a.report(ctx, "workspace download", user, st)
 	return err
+}
+
+// report logs and records what the limits left out of, or cut from, one
+// workspace's stream.
+func (a *Archiver) report(ctx context.Context, what, user string, st stats) {
+	if !st.limited() {
+		return
+	}
+	var msg strings.Builder
+	fmt.Fprintf(&msg, "%s of %s's workspace is incomplete", what, user)
+	if len(st.Skipped) > 0 {
+		fmt.Fprintf(&msg, "; left out: %s", strings.Join(st.Skipped, "; "))
+		if st.More > 0 {
+			fmt.Fprintf(&msg, "; and %d more files", st.More)
+		}
+	}
+	if st.Cut != "" {
+		fmt.Fprintf(&msg, "; cut: %s", st.Cut)
+	}
+	a.log.Warn("archive: limits applied", "user", user, "what", what, "skipped", len(st.Skipped)+st.More, "cut", st.Cut, "detail", msg.String())
+	if a.opts.Events != nil {
+		// A download whose client left still gets its event.
+		a.opts.Events.AddEvent(context.WithoutCancel(ctx), EventLimit, user, msg.String())
+	}
 }
 
 // Open returns the archive of user in run, with its size.

@@ -213,6 +213,10 @@ type Archive struct {
 	Concurrency int      `yaml:"concurrency" help:"Workspaces archived in parallel."`
 	Keep        int      `yaml:"keep" help:"Archive runs kept; older runs are deleted."`
 	Exclude     []string `yaml:"exclude" help:"Glob patterns of files and directories left out (matched against each name)."`
+	// The limits below also apply to a student's workspace download.
+	MaxFileSize      ByteSize      `yaml:"max_file_size" help:"Files with a larger apparent size are left out of archives and workspace downloads (logged, event archive-limit). Sparse files with more than 1G of holes, over half their size, are always left out. 0 = no limit."`
+	MaxWorkspaceSize ByteSize      `yaml:"max_workspace_size" help:"File content archived (or downloaded) per workspace; files that would go past it are left out (logged, event archive-limit). 0 = no limit."`
+	MaxDuration      time.Duration `yaml:"max_duration" help:"Time one workspace's archive (or download) may take; then it is cut: the file being read ends in zeros, later files are left out (logged, event archive-limit). 0s = no limit."`
 }
 
 // Reconcile aligns Redis records with what runs on the swarm.
@@ -274,7 +278,8 @@ func Default() Config {
 				Enabled: true, Schedule: "@every 1m", Timeout: 15 * time.Minute,
 				CullAdmins: true, BusyKernelsAreActive: true, Concurrency: 10,
 			},
-			Archive:   Archive{Enabled: true, Schedule: "0 3 * * *", Concurrency: 2, Keep: 7, Exclude: []string{".cache"}},
+			Archive: Archive{Enabled: true, Schedule: "0 3 * * *", Concurrency: 2, Keep: 7, Exclude: []string{".cache"},
+				MaxFileSize: 64 * GiB, MaxWorkspaceSize: 256 * GiB, MaxDuration: 2 * time.Hour},
 			Reconcile: Reconcile{Interval: 30 * time.Second},
 		},
 	}

@@ -543,6 +543,15 @@ func (v *checker) lifecycle(l *Lifecycle) {
 			v.add("lifecycle.archive.exclude", "%q is not a glob pattern; use e.g. .cache or *.tmp", p)
 		}
 	}
+	if l.Archive.MaxFileSize < 0 {
+		v.add("lifecycle.archive.max_file_size", "%d is negative; use a size like 64G, or 0 for no limit", l.Archive.MaxFileSize)
+	}
+	if l.Archive.MaxWorkspaceSize < 0 {
+		v.add("lifecycle.archive.max_workspace_size", "%d is negative; use a size like 256G, or 0 for no limit", l.Archive.MaxWorkspaceSize)
+	}
+	if l.Archive.MaxDuration < 0 {
+		v.add("lifecycle.archive.max_duration", "%s is negative; use 0s to turn it off, or a duration such as 2h", fmtDuration(l.Archive.MaxDuration))
+	}
 	v.positive("lifecycle.reconcile.interval", l.Reconcile.Interval)
 }
 

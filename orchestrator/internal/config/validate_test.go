@@ -210,6 +210,9 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"archive concurrency", valid, func(c *config.Config) { c.Lifecycle.Archive.Concurrency = 0 }, "lifecycle.archive.concurrency", "at least 1"},
 		{"archive keep", valid, func(c *config.Config) { c.Lifecycle.Archive.Keep = 0 }, "lifecycle.archive.keep", "at least 1"},
 		{"archive exclude", valid, func(c *config.Config) { c.Lifecycle.Archive.Exclude = []string{"[.cache"} }, "lifecycle.archive.exclude", "glob"},
+		{"archive max file size", valid, func(c *config.Config) { c.Lifecycle.Archive.MaxFileSize = -1 }, "lifecycle.archive.max_file_size", "negative"},
+		{"archive max workspace size", valid, func(c *config.Config) { c.Lifecycle.Archive.MaxWorkspaceSize = -1 }, "lifecycle.archive.max_workspace_size", "negative"},
+		{"archive max duration", valid, func(c *config.Config) { c.Lifecycle.Archive.MaxDuration = -time.Minute }, "lifecycle.archive.max_duration", "negative"},
 		{"reconcile interval", valid, func(c *config.Config) { c.Lifecycle.Reconcile.Interval = 0 }, "lifecycle.reconcile.interval", "positive"},
 	}
 	for _, tt := range tests {

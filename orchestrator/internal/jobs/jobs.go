@@ -64,7 +64,9 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog.Log
 		StartTimeout: cfg.Notebook.StartTimeout + time.Minute, Logger: log,
 	})
 	a, err := archive.New(archive.Options{Root: cfg.Storage.Mount, Exclude: lc.Archive.Exclude,
-		Concurrency: lc.Archive.Concurrency, Keep: lc.Archive.Keep, Logger: log})
+		Concurrency: lc.Archive.Concurrency, Keep: lc.Archive.Keep,
+		MaxFileSize: int64(lc.Archive.MaxFileSize), MaxBytes: int64(lc.Archive.MaxWorkspaceSize),
+		MaxDuration: lc.Archive.MaxDuration, Events: events, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle.archive: %w", err)
 	}
@@ -227,6 +229,9 @@ func (j *Jobs) RemoveData(ctx context.Context, user string) error {
 	}
 	if m.Errors() > 0 {
 		return fmt.Errorf("archiving before removal reported errors (run %s), nothing was deleted", m.Run)
+	}
+	if m.Limited() > 0 {
+		return fmt.Errorf("the archive limits left files out of run %s (see its manifest), nothing was deleted", m.Run)
 	}
 	return os.RemoveAll(dir)
 }
