@@ -114,6 +114,9 @@ func (a *Archiver) Restore(ctx context.Context, run, user string, overwrite bool
 		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EISDIR) {
 			return "", fmt.Errorf("%s in the workspace of %q appeared during the restore: %w", rel, user, ErrExists)
 		}
+		if errors.Is(err, unix.EXDEV) {
+			return "", fmt.Errorf("restore: move into place: archives/ and users/ must be on one filesystem: %w", err)
+		}
 		return "", fmt.Errorf("restore: move into place: %w", err)
 	}
 	done = true
