@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/docker/docker/client"
@@ -24,9 +25,16 @@ import (
 
 func newTestJobs(t *testing.T) (*Jobs, string) {
 	t.Helper()
+	j, root, _ := newTestJobsWith(t, func(*config.Config) {})
+	return j, root
+}
+
+func newTestJobsWith(t *testing.T, configure func(*config.Config)) (*Jobs, string, *store.Store) {
+	t.Helper()
 	root := t.TempDir()
 	cfg := config.Default()
 	cfg.Storage.Mount = root
+	configure(&cfg)
 	st := store.New(testenv.RedisClient(t), "jobstest:")
 	docker, err := client.NewClientWithOpts(client.WithHost(dockerapi.Start(t)), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -43,7 +51,7 @@ func newTestJobs(t *testing.T) (*Jobs, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return j, root
+	return j, root, st
 }
 
 // RemoveData deletes a workspace only after archiving it.
@@ -73,6 +81,37 @@ func TestRemoveDataArchivesFirst(t *testing.T) {
 	// A user without a workspace has nothing to remove.
 	if err := j.RemoveData(ctx, "nobody"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A workspace whose archive the limits left incomplete is not deleted, and
+// the archive records an event naming what it left out.
+func TestRemoveDataRefusesAnIncompleteArchive(t *testing.T) {
+	ctx := context.Background()
+	j, root, st := newTestJobsWith(t, func(c *config.Config) { c.Lifecycle.Archive.MaxFileSize = 4 })
+	dir := filepath.Join(root, "users", "ann")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("above the limit"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.RemoveData(ctx, "ann"); err == nil || !strings.Contains(err.Error(), "nothing was deleted") {
+		t.Fatalf("RemoveData: err = %v, want a refusal", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
+		t.Fatalf("the workspace was deleted: %v", err)
+	}
+	events, err := st.Events(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range events {
+		found = found || (e.Kind == archive.EventLimit && e.User == "ann" && strings.Contains(e.Message, "notes.txt"))
+	}
+	if !found {
+		t.Errorf("no %s event for ann naming notes.txt in %+v", archive.EventLimit, events)
 	}
 }
 
