@@ -85,5 +85,9 @@ func TestRestoreRaceCannotWriteIntoAnotherWorkspace(t *testing.T) {
 		t.Fatalf("%s is not a directory after the restore (err=%v)", rel, err)
 	}
 	compareTrees(t, want, treeOf(t, bob, nil))
+	// Failed and replaced restores leave nothing in the staging area.
+	if ents, err := os.ReadDir(filepath.Join(root, "archives", ".restore")); err != nil || len(ents) != 0 {
+		t.Errorf("staging area holds %d entries (err=%v), want none", len(ents), err)
+	}
 	t.Logf("%d restores, %d symlink swaps", iterations, swaps.Load())
 }

@@ -56,7 +56,7 @@ const sparseHoles = 1 << 30
 // errCut ends the walk once the time limit is reached.
 var errCut = errors.New("archive time limit reached")
 
-// budget applies Options.MaxBytes and Options.MaxDuration to one stream.
+// budget holds the Options.MaxDuration deadline of one stream.
 type budget struct {
 	clock    func() time.Time
 	deadline time.Time // zero: no time limit
