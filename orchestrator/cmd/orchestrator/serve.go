@@ -181,7 +181,9 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Logins:    m,
 		Archives:  jobs.ArchiveRuns{Archiver: jb.Archiver()},
 		OAuth:     oauth.New(st),
+		Prestarts: jb.Prestarts(),
 	})
+	jb.UseStarter(srv)
 
 	// Listen before serving so a taken port fails now, with its address.
 	addr := net.JoinHostPort(cfg.Listen.Address, strconv.Itoa(cfg.Listen.Port))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
 )
 
 // Config is the whole orchestrator configuration. Durations are
@@ -190,9 +191,10 @@ type Session struct {
 
 // Lifecycle holds the scheduled jobs.
 type Lifecycle struct {
-	Cull      Cull      `yaml:"cull"`
-	Archive   Archive   `yaml:"archive"`
-	Reconcile Reconcile `yaml:"reconcile"`
+	Cull      Cull                `yaml:"cull"`
+	Archive   Archive             `yaml:"archive"`
+	Reconcile Reconcile           `yaml:"reconcile"`
+	Prestart  []prestart.Schedule `yaml:"prestart" help:"Servers started ahead of lectures: a list of {name, cron (lecture starts, e.g. '15 10 * * 1') or times (['2026-12-07 10:15']), group (empty = every allowed user), lead (default 30m before), rate_per_minute (default 30), grace (the culler spares them until this long after the lecture begins, default 30m)}. Seeded at every start; also edited from the dashboard and /hub/api/prestarts."`
 }
 
 // Cull stops idle servers (replaces the cull-idle service).

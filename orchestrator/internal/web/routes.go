@@ -60,6 +60,7 @@ func (s *Server) routes() {
 	api.POST("/image/restart-outdated", s.apiRestartOutdated)
 	api.GET("/gitpuller-link", s.apiGitpullerLink)
 	s.lifecycleRoutes(api)
+	s.prestartRoutes(api)
 	s.api = api
 	s.oauthRoutes()
 }

@@ -75,6 +75,9 @@ type Deps struct {
 	// OAuth answers /hub/api/oauth2/ for jupyterhub-singleuser servers;
 	// nil leaves those routes out.
 	OAuth OAuthProvider
+	// Prestarts keeps the pre-start schedules and starts a group's servers;
+	// nil leaves /hub/api/prestarts and the group start/stop-all out.
+	Prestarts Prestarts
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,

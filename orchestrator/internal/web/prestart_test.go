@@ -1,0 +1,134 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
+)
+
+// groupMembers answers prestart's Members from the real store.
+type groupMembers struct{ st *store.Store }
+
+func (g groupMembers) Members(ctx context.Context, group string) ([]string, error) {
+	groups, err := g.st.Groups(ctx)
+	return groups[group], err
+}
+
+// lateStarter is the web server's own StartServer, set once it exists.
+type lateStarter struct{ srv *web.Server }
+
+func (l *lateStarter) StartServer(ctx context.Context, user string) (bool, error) {
+	return l.srv.StartServer(ctx, user)
+}
+
+// TestPrestartAPIAndGroupStartStopAll drives the schedules and the group
+// buttons through the API as an admin; a student gets none of it.
+func TestPrestartAPIAndGroupStartStopAll(t *testing.T) {
+	ls := &lateStarter{}
+	var runner *prestart.Runner
+	e := newEnvWith(t, func(o *web.Options, d *web.Deps) {
+		runner = prestart.New(d.Store.(*store.Store), groupMembers{d.Store.(*store.Store)}, ls, prestart.Options{})
+		d.Prestarts = runner
+	})
+	ls.srv = e.srv
+	ctx := t.Context()
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	tok := admin.createToken("admin", "staff script").Token
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	aliceTok := alice.createToken("alice", "mine").Token
+
+	put := func(token, name, body string) (int, string) {
+		return e.withToken(t, "PUT", "/hub/api/prestarts/"+name, token, body)
+	}
+	if code, body := put(tok, "cs101", `{"cron":"15 10 * * 1","group":"cs101"}`); code != http.StatusBadRequest || !strings.Contains(body, "no such group") {
+		t.Fatalf("schedule for a missing group: %d %s", code, body)
+	}
+	if err := e.st.CreateGroup(ctx, "cs101"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.AddGroupMembers(ctx, "cs101", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ body, want string }{
+		{`{"cron":"15 25 * * 1","group":"cs101"}`, "cron"},
+		{`{"cron":"15 10 * * 1","lead":"soon"}`, "lead"},
+		{`{"cron":"15 10 * * 1","leed":"30m"}`, "leed"},
+		{`{"name":"other","cron":"15 10 * * 1"}`, "must agree"},
+	} {
+		if code, body := put(tok, "cs101", bad.body); code != http.StatusBadRequest || !strings.Contains(body, bad.want) {
+			t.Errorf("PUT %s: %d %s, want 400 naming %q", bad.body, code, body, bad.want)
+		}
+	}
+	code, body := put(tok, "cs101", `{"cron":"15 10 * * 1","group":"cs101","lead":"45m"}`)
+	if code != http.StatusOK {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(body), &v); err != nil || v["lead"] != "45m0s" || v["next_start"] == nil {
+		t.Fatalf("saved schedule: %v %s", err, body)
+	}
+	next, _ := time.Parse(time.RFC3339, v["next_start"].(string))
+	if lecture, _ := time.Parse(time.RFC3339, v["next_lecture"].(string)); lecture.Sub(next) != 45*time.Minute || lecture.Weekday() != time.Monday {
+		t.Errorf("next start %v for lecture %v", next, lecture)
+	}
+	if code, body := e.withToken(t, "GET", "/hub/api/prestarts", aliceTok, ""); code != http.StatusForbidden {
+		t.Errorf("student lists schedules: %d %s", code, body)
+	}
+	if code, _ := e.withToken(t, "POST", "/hub/api/groups/cs101/servers", aliceTok, ""); code != http.StatusForbidden {
+		t.Errorf("student starts a group: %d", code)
+	}
+
+	// Start all: only cs101's members, in the background.
+	if code, body := e.withToken(t, "POST", "/hub/api/groups/cs101/servers", tok, ""); code != http.StatusAccepted {
+		t.Fatalf("start all: %d %s", code, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.servers.mu.Lock()
+		started := slices.Clone(e.servers.started)
+		e.servers.mu.Unlock()
+		if len(started) > 0 {
+			if !slices.Equal(started, []string{"alice"}) {
+				t.Fatalf("started %v, want cs101's alice only", started)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("start all started nobody")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, _ := e.withToken(t, "POST", "/hub/api/groups/nope/servers", tok, ""); code != http.StatusNotFound {
+		t.Errorf("start all of a missing group: %d", code)
+	}
+
+	// The dashboard shows the schedule and the group buttons.
+	_, page := admin.do("GET", "/hub/admin", "", nil)
+	for _, want := range []string{`id="prestart-card"`, `data-prestart="cs101"`, "15 10 * * 1", `id="group-start-all"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("dashboard lacks %s", want)
+		}
+	}
+
+	// Stop all stops the members' servers that run or start.
+	code, body = e.withToken(t, "DELETE", "/hub/api/groups/cs101/servers", tok, "")
+	if code != http.StatusOK || !strings.Contains(body, `"stopped":["alice"]`) {
+		t.Errorf("stop all: %d %s", code, body)
+	}
+	if code, _ := e.withToken(t, "DELETE", "/hub/api/prestarts/cs101", tok, ""); code != http.StatusNoContent {
+		t.Errorf("delete: %d", code)
+	}
+	if code, _ := e.withToken(t, "DELETE", "/hub/api/prestarts/cs101", tok, ""); code != http.StatusNotFound {
+		t.Errorf("delete again: %d", code)
+	}
+}
