@@ -101,6 +101,7 @@ type Notebook struct {
 	ServiceName          string            `yaml:"service_name" help:"Name template of each user's swarm service; must contain {username}."`
 	Network              string            `yaml:"network" help:"Attachable overlay network shared by the orchestrator and user servers."`
 	PlacementConstraints []string          `yaml:"placement_constraints" help:"Swarm placement constraints for user servers, e.g. node.role==worker."`
+	Prepull              bool              `yaml:"prepull" help:"Pull the current image on every node that may run a server before anyone needs it (a global job service INSTANCE-prepull, run again when the image changes or a node joins); the dashboard and GET /hub/api/image show each node's state."`
 	PlacementPreferences []string          `yaml:"placement_preferences" help:"Swarm placement preferences, e.g. spread=node.id."`
 	Env                  map[string]string `yaml:"env" help:"Extra environment variables for every server (replaces c.Spawner.environment)."`
 	Port                 int               `yaml:"port" help:"Port the Jupyter server listens on inside its container."`
@@ -251,6 +252,7 @@ func Default() Config {
 			Port:                 8888,
 			StartTimeout:         120 * time.Second,
 			ConcurrentSpawnLimit: 20,
+			Prepull:              true,
 			CourseID:             "course101",
 		},
 		Storage: Storage{

@@ -38,28 +38,38 @@ func (m members) Members(ctx context.Context, group string) ([]string, error) {
 	return us, nil
 }
 
-// lateStarter is the web layer's StartServer, which exists only after the
-// jobs are built.
+// Hub is what the jobs need from the web layer, which exists only after
+// the jobs are built: an admin's start, and the image new starts get.
+type Hub interface {
+	prestart.Starter
+	CurrentImage(ctx context.Context) string
+}
+
+// lateStarter is the web layer's StartServer.
 type lateStarter struct {
 	mu sync.RWMutex
-	s  prestart.Starter
+	s  Hub
+}
+
+func (l *lateStarter) hub() Hub {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.s
 }
 
 var errNoStarter = errors.New("the orchestrator is still starting; servers cannot be started yet")
 
 func (l *lateStarter) StartServer(ctx context.Context, user string) (bool, error) {
-	l.mu.RLock()
-	s := l.s
-	l.mu.RUnlock()
+	s := l.hub()
 	if s == nil {
 		return false, errNoStarter
 	}
 	return s.StartServer(ctx, user)
 }
 
-// UseStarter sets how pre-starts start a server (the web layer's
-// StartServer, so a pre-start is exactly an admin's start).
-func (j *Jobs) UseStarter(s prestart.Starter) {
+// UseHub sets how pre-starts start a server (the web layer's StartServer,
+// so a pre-start is exactly an admin's start) and which image is pre-pulled.
+func (j *Jobs) UseHub(s Hub) {
 	j.starter.mu.Lock()
 	j.starter.s = s
 	j.starter.mu.Unlock()

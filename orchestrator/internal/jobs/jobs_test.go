@@ -39,7 +39,7 @@ func newTestJobs(t *testing.T) (*Jobs, string) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{Namer: namer, StorageMount: root}, log)
-	j, err := New(cfg, st, mgr, log)
+	j, err := New(cfg, st, mgr, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prepull"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
@@ -130,5 +132,47 @@ func TestPrestartAPIAndGroupStartStopAll(t *testing.T) {
 	}
 	if code, _ := e.withToken(t, "DELETE", "/hub/api/prestarts/cs101", tok, ""); code != http.StatusNotFound {
 		t.Errorf("delete again: %d", code)
+	}
+}
+
+// fakeImages stands in for the pre-pull job (tested on the real swarm in
+// package prepull): node states to show, and the images it was asked for.
+type fakeImages struct {
+	mu      sync.Mutex
+	ensured []string
+}
+
+func (f *fakeImages) Ensure(_ context.Context, image string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ensured = append(f.ensured, image)
+	return nil
+}
+
+func (f *fakeImages) Status(context.Context) ([]prepull.NodeStatus, error) {
+	return []prepull.NodeStatus{
+		{Node: "node1", Image: "nb:2", State: prepull.StatePresent},
+		{Node: "node2", Image: "nb:2", State: prepull.StateFailed, Reason: "pull access denied for nb"},
+	}, nil
+}
+
+func TestImageChangePrepullsAndShowsEachNode(t *testing.T) {
+	imgs := &fakeImages{}
+	e := newEnvWith(t, func(o *web.Options, d *web.Deps) {
+		o.AllowedImages = []string{"nb:1", "nb:2"}
+		d.Images = imgs
+	})
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	resp, body := admin.do("PUT", "/hub/api/image", `{"image":"nb:2"}`, map[string]string{"X-XSRFToken": admin.xsrf, "Content-Type": "application/json"})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"state":"failed"`) || !strings.Contains(body, "pull access denied") {
+		t.Fatalf("PUT image: %d %s", resp.StatusCode, body)
+	}
+	if !slices.Equal(imgs.ensured, []string{"nb:2"}) {
+		t.Errorf("pre-pull asked for %v, want the new image at once", imgs.ensured)
+	}
+	_, page := admin.do("GET", "/hub/admin", "", nil)
+	if !strings.Contains(page, `id="image-nodes"`) || !strings.Contains(page, `data-node="node2"`) || !strings.Contains(page, "pull access denied") {
+		t.Error("the dashboard does not show each node's image state")
 	}
 }

@@ -78,6 +78,9 @@ type Deps struct {
 	// Prestarts keeps the pre-start schedules and starts a group's servers;
 	// nil leaves /hub/api/prestarts and the group start/stop-all out.
 	Prestarts Prestarts
+	// Images pre-pulls the notebook image on every node and reports per
+	// node; nil hides the nodes.
+	Images ImageNodes
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
