@@ -28,17 +28,15 @@ type Docker interface {
 	NodeList(ctx context.Context, o swarm.NodeListOptions) ([]swarm.Node, error)
 }
 
-// Labels of the pre-pull service. It carries no swarmhub.managed label, so
-// the reconciler never mistakes it for a student's server.
-const (
-	LabelPrepull  = "swarmhub.prepull"
-	LabelInstance = "swarmhub.instance"
-)
+// LabelPrepull marks the pre-pull service; its value is the swarmhub
+// instance. It carries neither swarmhub.managed nor swarmhub.instance, so
+// nothing that lists students' servers mistakes it for one.
+const LabelPrepull = "swarmhub.prepull"
 
 // Options configures a Puller.
 type Options struct {
-	// Instance is the swarmhub.instance label; the service is named
-	// INSTANCE-prepull.
+	// Instance is the swarmhub instance (the swarmhub.prepull label's
+	// value); the service is named INSTANCE-prepull.
 	Instance string
 	// Constraints are the student servers' placement constraints: only
 	// nodes that may run a server pull.
@@ -72,12 +70,12 @@ func (p *Puller) name() string { return p.o.Instance + "-prepull" }
 func (p *Puller) spec(image string, force uint64) swarm.ServiceSpec {
 	none := swarm.RestartPolicyConditionNone
 	return swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: p.name(), Labels: map[string]string{LabelPrepull: "true", LabelInstance: p.o.Instance}},
+		Annotations: swarm.Annotations{Name: p.name(), Labels: map[string]string{LabelPrepull: p.o.Instance}},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
 				Image:   image,
 				Command: []string{"true"},
-				Labels:  map[string]string{LabelPrepull: "true", LabelInstance: p.o.Instance},
+				Labels:  map[string]string{LabelPrepull: p.o.Instance},
 			},
 			RestartPolicy: &swarm.RestartPolicy{Condition: none},
 			Placement:     &swarm.Placement{Constraints: p.o.Constraints},
@@ -89,7 +87,7 @@ func (p *Puller) spec(image string, force uint64) swarm.ServiceSpec {
 
 func (p *Puller) service(ctx context.Context) (swarm.Service, bool, error) {
 	svcs, err := p.d.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", LabelPrepull+"=true"), filters.Arg("label", LabelInstance+"="+p.o.Instance))})
+		filters.Arg("label", LabelPrepull+"="+p.o.Instance))})
 	if err != nil {
 		return swarm.Service{}, false, fmt.Errorf("list the pre-pull service: %w", err)
 	}

@@ -67,7 +67,7 @@ func TestPrepullOnTheRealSwarm(t *testing.T) {
 	_, _ = rand.Read(b)
 	instance := "prepull-test-" + hex.EncodeToString(b)
 	t.Cleanup(func() {
-		svcs, _ := cli.ServiceList(context.Background(), swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", prepull.LabelInstance+"="+instance))})
+		svcs, _ := cli.ServiceList(context.Background(), swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", prepull.LabelPrepull+"="+instance))})
 		for _, s := range svcs {
 			_ = cli.ServiceRemove(context.Background(), s.ID)
 		}
@@ -105,7 +105,7 @@ func TestPrepullOnTheRealSwarm(t *testing.T) {
 
 func service(ctx context.Context, t *testing.T, cli *client.Client, instance string) swarm.Service {
 	t.Helper()
-	svcs, err := cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", prepull.LabelInstance+"="+instance))})
+	svcs, err := cli.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(filters.Arg("label", prepull.LabelPrepull+"="+instance))})
 	if err != nil || len(svcs) != 1 {
 		t.Fatalf("pre-pull services: %d, %v", len(svcs), err)
 	}
