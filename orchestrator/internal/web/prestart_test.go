@@ -176,3 +176,44 @@ func TestImageChangePrepullsAndShowsEachNode(t *testing.T) {
 		t.Error("the dashboard does not show each node's image state")
 	}
 }
+
+// TestAnnouncementOnEveryPageUntilItExpires: an admin announces; a student
+// sees it on home and on the start page; after the expiry it is gone.
+func TestAnnouncementOnEveryPageUntilItExpires(t *testing.T) {
+	now := time.Date(2026, 12, 4, 15, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	e := newEnvWith(t, func(o *web.Options, d *web.Deps) { o.Clock = func() time.Time { return clock() } })
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	hdr := map[string]string{"X-XSRFToken": admin.xsrf, "Content-Type": "application/json"}
+	for _, bad := range []string{`{"message":"  "}`, `{"message":"x","expires_in":"-1h"}`, `{"message":"x","expires":"tomorrow"}`, `{"message":"` + strings.Repeat("x", 1001) + `"}`} {
+		if resp, body := admin.do("PUT", "/hub/api/announcement", bad, hdr); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("PUT %.40s: %d %s", bad, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := alice.do("PUT", "/hub/api/announcement", `{"message":"hi"}`, map[string]string{"X-XSRFToken": alice.xsrf, "Content-Type": "application/json"}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a student announces: %d", resp.StatusCode)
+	}
+	msg := "The hub restarts at 18:00 <b>save</b>"
+	if resp, body := admin.do("PUT", "/hub/api/announcement", `{"message":"`+msg+`","expires_in":"3h"}`, hdr); resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, body)
+	}
+	for _, page := range []string{"/hub/home", "/hub/spawn-pending/alice"} {
+		_, body := alice.do("GET", page, "", nil)
+		if !strings.Contains(body, `id="announcement"`) || !strings.Contains(body, "The hub restarts at 18:00 &lt;b&gt;save&lt;/b&gt;") {
+			t.Errorf("%s lacks the (escaped) announcement", page)
+		}
+	}
+	if _, body := alice.do("GET", "/hub/api/announcement", "", nil); !strings.Contains(body, "18:00") {
+		t.Errorf("GET announcement: %s", body)
+	}
+	now = now.Add(3*time.Hour + time.Second)
+	if _, body := alice.do("GET", "/hub/home", "", nil); strings.Contains(body, `id="announcement"`) {
+		t.Error("the announcement is still shown after it expired")
+	}
+	if _, body := alice.do("GET", "/hub/api/announcement", "", nil); body != `{"message":""}`+"\n" {
+		t.Errorf("GET after expiry: %q", body)
+	}
+}

@@ -61,6 +61,9 @@ func (s *Server) routes() {
 	api.GET("/gitpuller-link", s.apiGitpullerLink)
 	s.lifecycleRoutes(api)
 	s.prestartRoutes(api)
+	api.GET("/announcement", s.apiGetAnnouncement)
+	api.PUT("/announcement", s.apiSetAnnouncement)
+	api.DELETE("/announcement", s.apiDeleteAnnouncement)
 	s.api = api
 	s.oauthRoutes()
 }

@@ -100,6 +100,9 @@ type Server struct {
 
 	api      *echo.Group
 	services serviceTokens
+	// announce caches the announcement for announceTTL, so page views do
+	// not each read Redis.
+	announce atomic.Pointer[cachedAnnouncement]
 }
 
 // New builds the server; it does not listen.

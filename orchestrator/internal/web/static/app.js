@@ -168,6 +168,21 @@
       });
     }
 
+    // announcement
+    var af = document.getElementById("announce-form");
+    if (af) {
+      af.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var body = { message: af.message.value.trim() };
+        if (af.expires_in.value.trim()) { body.expires_in = af.expires_in.value.trim(); }
+        api("PUT", "/announcement", body).then(function () { toast("Announced"); setTimeout(function () { location.reload(); }, 500); })
+          .catch(function (e) { toast(e.message, true); });
+      });
+      on("announce-clear", function () {
+        api("DELETE", "/announcement").then(function () { location.reload(); }).catch(function (e) { toast(e.message, true); });
+      });
+    }
+
     // before the lecture: pre-start schedules, start/stop a group
     var pf = document.getElementById("prestart-form");
     if (pf) {
