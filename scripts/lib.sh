@@ -148,12 +148,14 @@ stack_env() {
 # stack_services STACK prints the IDs of the stack's services.
 stack_services() { docker service ls -q --filter "label=com.docker.stack.namespace=$1"; }
 
-# user_services INSTANCE... prints the IDs of the students' servers the
-# orchestrators of those instances created (services outside the stack).
+# user_services INSTANCE... prints the IDs of the services the
+# orchestrators of those instances created outside the stack: students'
+# servers and the image pre-pull job.
 user_services() {
 	local instance
 	for instance in "$@"; do
 		docker service ls -q --filter label=swarmhub.managed=true --filter "label=swarmhub.instance=$instance"
+		docker service ls -q --filter "label=swarmhub.prepull=$instance"
 	done
 }
 

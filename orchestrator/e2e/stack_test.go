@@ -269,7 +269,8 @@ func (h *hub) teardown(t testing.TB) {
 
 func (h *hub) removeUserServices() {
 	ids, _ := shQuiet(nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.instance="+h.instance)
-	if f := strings.Fields(ids); len(f) > 0 {
+	pre, _ := shQuiet(nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.prepull="+h.instance)
+	if f := strings.Fields(ids + " " + pre); len(f) > 0 {
 		_, _ = shQuiet(nil, "docker", append([]string{"service", "rm"}, f...)...)
 	}
 }

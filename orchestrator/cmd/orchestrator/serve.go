@@ -25,6 +25,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/metrics"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/oauth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prepull"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/seed"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
@@ -129,7 +130,12 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		RetryAfter: 2 * time.Second,
 	}, log.With("component", "spawner"))
 
-	jb, err := jobs.New(cfg, st, mgr, log.With("component", "lifecycle"))
+	var puller *prepull.Puller
+	if cfg.Notebook.Prepull {
+		puller = prepull.New(docker, prepull.Options{Instance: cfg.Instance, Constraints: cfg.Notebook.PlacementConstraints,
+			Logger: log.With("component", "prepull")})
+	}
+	jb, err := jobs.New(cfg, st, mgr, puller, log.With("component", "lifecycle"))
 	if err != nil {
 		return err
 	}
@@ -181,7 +187,10 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Logins:    m,
 		Archives:  jobs.ArchiveRuns{Archiver: jb.Archiver()},
 		OAuth:     oauth.New(st),
+		Prestarts: jb.Prestarts(),
+		Images:    imageNodes(puller),
 	})
+	jb.UseHub(srv)
 
 	// Listen before serving so a taken port fails now, with its address.
 	addr := net.JoinHostPort(cfg.Listen.Address, strconv.Itoa(cfg.Listen.Port))
@@ -367,4 +376,13 @@ func serviceList(svcs []config.Service) []web.Service {
 		out = append(out, web.Service{Name: sv.Name, Token: sv.APIToken, Scopes: sv.Scopes})
 	}
 	return out
+}
+
+// imageNodes keeps a nil puller a nil interface (the web layer then hides
+// the nodes).
+func imageNodes(p *prepull.Puller) web.ImageNodes {
+	if p == nil {
+		return nil
+	}
+	return p
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
 )
 
 // Config is the whole orchestrator configuration. Durations are
@@ -100,6 +101,7 @@ type Notebook struct {
 	ServiceName          string            `yaml:"service_name" help:"Name template of each user's swarm service; must contain {username}."`
 	Network              string            `yaml:"network" help:"Attachable overlay network shared by the orchestrator and user servers."`
 	PlacementConstraints []string          `yaml:"placement_constraints" help:"Swarm placement constraints for user servers, e.g. node.role==worker."`
+	Prepull              bool              `yaml:"prepull" help:"Pull the current image on every node that may run a server before anyone needs it (a global job service INSTANCE-prepull, run again when the image changes or a node joins); the dashboard and GET /hub/api/image show each node's state."`
 	PlacementPreferences []string          `yaml:"placement_preferences" help:"Swarm placement preferences, e.g. spread=node.id."`
 	Env                  map[string]string `yaml:"env" help:"Extra environment variables for every server (replaces c.Spawner.environment)."`
 	Port                 int               `yaml:"port" help:"Port the Jupyter server listens on inside its container."`
@@ -190,9 +192,10 @@ type Session struct {
 
 // Lifecycle holds the scheduled jobs.
 type Lifecycle struct {
-	Cull      Cull      `yaml:"cull"`
-	Archive   Archive   `yaml:"archive"`
-	Reconcile Reconcile `yaml:"reconcile"`
+	Cull      Cull                `yaml:"cull"`
+	Archive   Archive             `yaml:"archive"`
+	Reconcile Reconcile           `yaml:"reconcile"`
+	Prestart  []prestart.Schedule `yaml:"prestart" help:"Servers started ahead of lectures: a list of {name, cron (lecture starts, e.g. '15 10 * * 1') or times (['2026-12-07 10:15']), group (empty = every allowed user), lead (default 30m before), rate_per_minute (default 30), grace (the culler spares them until this long after the lecture begins, default 30m)}. Seeded at every start; also edited from the dashboard and /hub/api/prestarts."`
 }
 
 // Cull stops idle servers (replaces the cull-idle service).
@@ -253,6 +256,7 @@ func Default() Config {
 			Port:                 8888,
 			StartTimeout:         120 * time.Second,
 			ConcurrentSpawnLimit: 20,
+			Prepull:              true,
 			CourseID:             "course101",
 		},
 		Storage: Storage{

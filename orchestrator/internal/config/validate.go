@@ -16,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/scopes"
 )
 
@@ -536,6 +537,7 @@ func (v *checker) lifecycle(l *Lifecycle) {
 	}
 	v.atLeastOne("lifecycle.cull.concurrency", l.Cull.Concurrency)
 	v.schedule("lifecycle.archive.schedule", l.Archive.Schedule)
+	v.prestarts(l.Prestart)
 	v.atLeastOne("lifecycle.archive.concurrency", l.Archive.Concurrency)
 	v.atLeastOne("lifecycle.archive.keep", l.Archive.Keep)
 	for _, p := range l.Archive.Exclude {
@@ -650,4 +652,20 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// prestarts checks each pre-start schedule (prestart owns the rules, so
+// the API and the file agree) and that names are unique.
+func (v *checker) prestarts(ss []prestart.Schedule) {
+	seen := map[string]bool{}
+	for i, s := range ss {
+		key := fmt.Sprintf("lifecycle.prestart[%d]", i)
+		for _, p := range s.Validate() {
+			v.add(key+"."+p.Field, "%s", p.Msg)
+		}
+		if seen[s.Name] {
+			v.add(key+".name", "%q is used by two schedules; names must be unique", s.Name)
+		}
+		seen[s.Name] = true
+	}
 }

@@ -17,18 +17,24 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/lifecycle"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prepull"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
 
-// Jobs is the orchestrator's scheduled work: cull, archive, reconcile.
+// Jobs is the orchestrator's scheduled work: cull, archive, reconcile,
+// pre-start.
 // Every run takes a Redis lock, so with several replicas each runs once.
 type Jobs struct {
 	sched    *lifecycle.Scheduler
 	culler   *lifecycle.Culler
 	recon    *lifecycle.Reconciler
 	archiver *archive.Archiver
+	prestart *prestart.Runner
+	starter  lateStarter
+	puller   *prepull.Puller // nil: notebook.prepull is off
 	st       *store.Store
 	mgr      *spawner.Manager
 	root     string
@@ -46,19 +52,31 @@ const (
 	jobCull      = "cull"
 	jobArchive   = "archive"
 	jobReconcile = "reconcile"
+	jobPrestart  = "prestart"
+	jobPrepull   = "prepull"
 )
 
+// prepullEvery is how often the nodes are checked for the image: a node
+// that joins starts pulling at most this late.
+const prepullEvery = "@every 30s"
+
+// prestartTick is how often the schedules are looked at: a pre-start fires
+// at most this late.
+const prestartTick = "@every 20s"
+
 // New builds the scheduler with the three jobs; Start runs it.
-func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog.Logger) (*Jobs, error) {
+// puller may be nil (pre-pulling off).
+func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepull.Puller, log *slog.Logger) (*Jobs, error) {
 	lc := cfg.Lifecycle
 	events := eventSink{st: st, log: log}
-	j := &Jobs{st: st, mgr: mgr, root: cfg.Storage.Mount, log: log}
+	j := &Jobs{st: st, mgr: mgr, puller: puller, root: cfg.Storage.Mount, log: log}
 	j.sched = lifecycle.NewScheduler(lifecycle.LockerFunc(st.Lock, store.ErrLocked), events, lifecycle.SchedulerOptions{
 		KeyPrefix: "lifecycle:", Logger: log,
 	})
+	j.prestart = prestart.New(st, members{st}, &j.starter, prestart.Options{Events: events, Logger: log})
 	j.culler = lifecycle.NewCuller(cullServers{st}, activitySource{st}, lifecycle.NewHTTPStatusProber(nil), mgr, events, lifecycle.CullOptions{
 		Timeout: lc.Cull.Timeout, MaxAge: lc.Cull.MaxAge, CullAdmins: lc.Cull.CullAdmins,
-		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Logger: log,
+		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Spares: j.prestart, Logger: log,
 	})
 	j.recon = lifecycle.NewReconciler(observer{mgr}, records{st: st, mgr: mgr}, userPolicy{st}, events, lifecycle.ReconcileOptions{
 		StartTimeout: cfg.Notebook.StartTimeout + time.Minute, Logger: log,
@@ -84,6 +102,14 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, log *slog.Log
 	if err := j.sched.Add(jobArchive, schedule(lc.Archive.Enabled, lc.Archive.Schedule), j.archiveAll); err != nil {
 		return nil, fmt.Errorf("lifecycle.archive.schedule: %w", err)
 	}
+	if err := j.sched.Add(jobPrestart, prestartTick, j.prestart.Tick); err != nil {
+		return nil, fmt.Errorf("lifecycle.prestart: %w", err)
+	}
+	if j.puller != nil {
+		if err := j.sched.Add(jobPrepull, prepullEvery, j.prepull); err != nil {
+			return nil, fmt.Errorf("notebook.prepull: %w", err)
+		}
+	}
 	if err := j.sched.Add(jobReconcile, fmt.Sprintf("@every %s", lc.Reconcile.Interval), j.reconcile); err != nil {
 		return nil, fmt.Errorf("lifecycle.reconcile.interval: %w", err)
 	}
@@ -100,6 +126,16 @@ func (j *Jobs) cull(ctx context.Context) error {
 		f(len(rep.Culled))
 	}
 	return err
+}
+
+// prepull points the pre-pull job at the current image and runs it again
+// for nodes that joined.
+func (j *Jobs) prepull(ctx context.Context) error {
+	h := j.starter.hub()
+	if h == nil {
+		return nil
+	}
+	return j.puller.Ensure(ctx, h.CurrentImage(ctx))
 }
 
 func (j *Jobs) reconcile(ctx context.Context) error {

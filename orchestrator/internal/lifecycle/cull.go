@@ -39,6 +39,12 @@ type StatusProber interface {
 	Status(ctx context.Context, addr, user, token string) (lastActivity time.Time, busyKernels int, err error)
 }
 
+// SpareSource lists servers the culler must leave alone until a time:
+// servers started ahead of a lecture, until its grace period ends.
+type SpareSource interface {
+	Spared(ctx context.Context) (map[string]time.Time, error)
+}
+
 // Stopper stops a server the same way a user's stop does.
 type Stopper interface {
 	Stop(ctx context.Context, user, reason string) error
@@ -57,8 +63,10 @@ type CullOptions struct {
 	BusyIsActive bool
 	// Concurrency bounds parallel probes and stops (default 10).
 	Concurrency int
-	Clock       func() time.Time
-	Logger      *slog.Logger
+	// Spares, when set, names servers not to cull yet.
+	Spares SpareSource
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
 
 // Culler stops idle servers.
@@ -82,6 +90,7 @@ type Culled struct {
 type CullReport struct {
 	Checked int               `json:"checked"` // running servers considered
 	Probed  int               `json:"probed"`  // servers asked for /api/status
+	Spared  int               `json:"spared"`  // pre-started servers left alone until their lecture's grace ends
 	Culled  []Culled          `json:"culled"`
 	Errors  map[string]string `json:"errors,omitempty"` // per user
 }
@@ -125,6 +134,14 @@ func (c *Culler) Run(ctx context.Context) (CullReport, error) {
 		return rep, fmt.Errorf("cull: read proxy activity: %w", err)
 	}
 	now := c.o.Clock()
+	var spared map[string]time.Time
+	if c.o.Spares != nil {
+		// Without the list a pre-started server could be culled before its
+		// student arrives: skip the cycle rather than guess.
+		if spared, err = c.o.Spares.Spared(ctx); err != nil {
+			return rep, fmt.Errorf("cull: read spared servers: %w", err)
+		}
+	}
 
 	var (
 		mu  sync.Mutex
@@ -136,6 +153,10 @@ func (c *Culler) Run(ctx context.Context) (CullReport, error) {
 			continue
 		}
 		rep.Checked++
+		if until, ok := spared[s.User]; ok && now.Before(until) {
+			rep.Spared++
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():

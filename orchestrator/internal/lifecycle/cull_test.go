@@ -340,3 +340,41 @@ func TestCullerWithRealHTTP(t *testing.T) {
 		t.Errorf("culled %v (errors %v), want only idle", culled, rep.Errors)
 	}
 }
+
+type fakeSpares map[string]time.Time
+
+func (f fakeSpares) Spared(context.Context) (map[string]time.Time, error) { return f, nil }
+
+// TestCullSparesPreStartedServersUntilTheirGraceEnds: a server started
+// ahead of a lecture sits idle until its student comes; the culler leaves
+// it alone until the grace after the lecture start, then judges it like
+// any other.
+func TestCullSparesPreStartedServersUntilTheirGraceEnds(t *testing.T) {
+	servers := fakeServers{running("pre", ago(time.Hour), ago(time.Hour)), running("other", ago(time.Hour), ago(time.Hour))}
+	spares := fakeSpares{"pre": now.Add(10 * time.Minute)}
+	for _, tt := range []struct {
+		at   time.Time
+		want []string
+	}{
+		{now, []string{"other"}},
+		{now.Add(11 * time.Minute), []string{"pre"}},
+	} {
+		stopper := &fakeStopper{}
+		if tt.at.After(now) {
+			servers = servers[:1]
+		}
+		c := lifecycle.NewCuller(servers, fakeActivity{}, nil, stopper, nil, lifecycle.CullOptions{
+			Timeout: 15 * time.Minute, Spares: spares, Clock: func() time.Time { return tt.at }})
+		rep, err := c.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for u := range stopper.stopped {
+			got = append(got, u)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("at %s: culled %v, want %v (report %+v)", tt.at.Format(time.Kitchen), got, tt.want, rep)
+		}
+	}
+}

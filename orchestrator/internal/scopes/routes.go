@@ -69,6 +69,15 @@ var RouteTable = []Route{
 	{Method: "POST", Path: "/archives", Needs: []string{"admin:servers"}},
 	{Method: "GET", Path: "/archives/:run/:file", Needs: []string{"admin:servers"}},
 	{Method: "POST", Path: "/archives/:run/:user/restore", Needs: []string{"admin:servers"}},
+	{Method: "GET", Path: "/announcement", Authenticated: true},
+	{Method: "PUT", Path: "/announcement", Needs: []string{"admin:servers"}},
+	{Method: "DELETE", Path: "/announcement", Needs: []string{"admin:servers"}},
+	{Method: "GET", Path: "/prestarts", Needs: []string{"admin:servers"}},
+	{Method: "GET", Path: "/prestarts/:name", Needs: []string{"admin:servers"}},
+	{Method: "PUT", Path: "/prestarts/:name", Needs: []string{"admin:servers"}},
+	{Method: "DELETE", Path: "/prestarts/:name", Needs: []string{"admin:servers"}},
+	{Method: "POST", Path: "/groups/:name/servers", Needs: []string{"admin:servers"}},
+	{Method: "DELETE", Path: "/groups/:name/servers", Needs: []string{"admin:servers"}},
 }
 
 // Lookup returns the route for method and echo path, and whether it is

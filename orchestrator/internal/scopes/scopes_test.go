@@ -143,6 +143,15 @@ func TestRouteTable(t *testing.T) {
 		"POST /archives":                    {adm},
 		"GET /archives/:run/:file":          {adm},
 		"POST /archives/:run/:user/restore": {adm},
+		"GET /announcement":                 all,
+		"PUT /announcement":                 {adm},
+		"DELETE /announcement":              {adm},
+		"GET /prestarts":                    {adm},
+		"GET /prestarts/:name":              {adm},
+		"PUT /prestarts/:name":              {adm},
+		"DELETE /prestarts/:name":           {adm},
+		"POST /groups/:name/servers":        {adm},
+		"DELETE /groups/:name/servers":      {adm},
 	}
 	if len(want) != len(RouteTable) {
 		t.Errorf("table has %d routes, test expects %d", len(RouteTable), len(want))

@@ -3,6 +3,7 @@ package seed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,9 @@ import (
 
 // Users merges the configured lists into Redis: entries are added or
 // flagged, never removed (removal is an API call, so a restart never undoes
-// an admin's change).
+// an admin's change). It also writes the configured pre-start schedules,
+// which replace same-named ones edited through the API (the file is the
+// operator's word) and leave the others alone.
 func Users(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.Config, log *slog.Logger) error {
 	type flags struct{ admin, allowed, blocked bool }
 	want := map[string]*flags{}
@@ -70,7 +73,16 @@ func Users(ctx context.Context, st *store.Store, n *identity.Namer, cfg config.C
 	if err := st.EnsureGroupMembers(ctx, store.InstructorsGroup, instructors); err != nil {
 		return err
 	}
-	log.Info("users seeded from configuration", "count", len(want), "instructors", len(instructors))
+	for _, p := range cfg.Lifecycle.Prestart {
+		doc, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("lifecycle.prestart %q: %w", p.Name, err)
+		}
+		if err := st.PutPrestart(ctx, p.Name, doc); err != nil {
+			return err
+		}
+	}
+	log.Info("users seeded from configuration", "count", len(want), "instructors", len(instructors), "prestart_schedules", len(cfg.Lifecycle.Prestart))
 	return nil
 }
 

@@ -83,6 +83,11 @@ func taskProgress(t swarm.Task) store.Progress {
 	if t.Status.State == swarm.TaskStateRunning {
 		return store.Progress{Progress: pct, Message: "Task running, waiting for Jupyter"}
 	}
+	if t.Status.State == swarm.TaskStatePreparing {
+		// The node pulls the image here when it lacks it: say so, or a
+		// first start on a new node looks stuck.
+		return store.Progress{Progress: pct, Message: "Preparing your server on its node (pulling the notebook image if that node does not have it yet; a first pull can take a few minutes)"}
+	}
 	msg := "Task " + string(t.Status.State)
 	detail := t.Status.Err
 	if detail == "" {

@@ -150,7 +150,31 @@ func (s *Server) adminPage(c echo.Context) error {
 			data["ArchivesError"] = "The archive list cannot be read right now: " + err.Error()
 		}
 	}
+	if s.d.Prestarts != nil {
+		s.prestartData(ctx, data)
+	}
 	return s.render(c, http.StatusOK, "admin.html", data)
+}
+
+// prestartData fills the "Before the lecture" card: the schedules with
+// their next run, and the groups for start all / stop all.
+func (s *Server) prestartData(ctx context.Context, data map[string]any) {
+	data["PrestartsOn"] = true
+	all, err := s.d.Prestarts.List(ctx)
+	if err != nil {
+		data["PrestartsError"] = "The pre-start schedules cannot be read right now: " + err.Error()
+	}
+	data["Prestarts"] = all
+	groups, err := s.d.Store.Groups(ctx)
+	if err != nil {
+		s.log.Warn("dashboard: reading groups", "err", err)
+	}
+	names := make([]string, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	data["GroupNames"] = names
 }
 
 // archiveView is one run as the dashboard shows it: newest first, with at

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prepull"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
@@ -43,15 +44,40 @@ func (s *Server) currentImage(ctx context.Context) string {
 	return v
 }
 
+// ImageNodes keeps the notebook image on every node (prepull.Puller
+// satisfies it).
+type ImageNodes interface {
+	Ensure(ctx context.Context, image string) error
+	Status(ctx context.Context) ([]prepull.NodeStatus, error)
+}
+
 type imageInfo struct {
 	Image   string   `json:"image"`
 	Default string   `json:"default"`
 	Allowed []string `json:"allowed"`
+	// Nodes is the current image's state on each node that may run a
+	// server (present, pulling, failed with the reason, unknown).
+	Nodes      []prepull.NodeStatus `json:"nodes,omitempty"`
+	NodesError string               `json:"nodes_error,omitempty"`
 }
+
+// CurrentImage is the image new starts get (see currentImage).
+func (s *Server) CurrentImage(ctx context.Context) string { return s.currentImage(ctx) }
 
 func (s *Server) imageInfo(ctx context.Context) imageInfo {
 	allowed := append([]string{}, s.o.AllowedImages...)
-	return imageInfo{Image: s.currentImage(ctx), Default: s.defaultImage(), Allowed: allowed}
+	info := imageInfo{Image: s.currentImage(ctx), Default: s.defaultImage(), Allowed: allowed}
+	if s.d.Images != nil {
+		nodes, err := s.d.Images.Status(ctx)
+		switch {
+		case errors.Is(err, prepull.ErrNoService):
+			info.NodesError = "pre-pulling has not started yet; it starts within a minute of the orchestrator"
+		case err != nil:
+			info.NodesError = "the nodes cannot be read right now: " + err.Error()
+		}
+		info.Nodes = nodes
+	}
+	return info
 }
 
 func (s *Server) apiGetImage(c echo.Context) error {
@@ -86,6 +112,13 @@ func (s *Server) apiSetImage(c echo.Context) error {
 	}
 	if before != body.Image {
 		s.event(ctx, "image-changed", "", id.Actor(), fmt.Sprintf("notebook image %s -> %s", before, body.Image))
+		if s.d.Images != nil {
+			// Every node starts pulling now; the periodic job would within
+			// a minute.
+			if err := s.d.Images.Ensure(ctx, body.Image); err != nil {
+				s.log.Warn("pre-pull of the new image", "image", body.Image, "err", err)
+			}
+		}
 	}
 	return c.JSON(http.StatusOK, s.imageInfo(ctx))
 }

@@ -69,6 +69,8 @@ var routeRules = map[string]routeRule{
 	"GET /hub/api/":     {access: public},
 	"GET /hub/api/info": {access: public},
 	"GET /hub/api/user": {access: anyUser},
+	// Every logged-in page shows the announcement; the API says the same.
+	"GET /hub/api/announcement": {access: anyUser},
 
 	"GET /hub/api/users/:name":                  {access: selfOrAdmin},
 	"POST /hub/api/users/:name/server":          {access: selfOrAdmin},

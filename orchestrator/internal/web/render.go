@@ -51,6 +51,9 @@ func (s *Server) render(c echo.Context, status int, name string, data map[string
 	}
 	if id, ok := identityOf(c); ok {
 		data["Me"] = id
+		if a, ok := s.currentAnnouncement(c.Request().Context()); ok {
+			data["Announcement"] = a
+		}
 	}
 	data["Version"] = s.o.Version
 	var buf bytes.Buffer

@@ -60,6 +60,10 @@ func (s *Server) routes() {
 	api.POST("/image/restart-outdated", s.apiRestartOutdated)
 	api.GET("/gitpuller-link", s.apiGitpullerLink)
 	s.lifecycleRoutes(api)
+	s.prestartRoutes(api)
+	api.GET("/announcement", s.apiGetAnnouncement)
+	api.PUT("/announcement", s.apiSetAnnouncement)
+	api.DELETE("/announcement", s.apiDeleteAnnouncement)
 	s.api = api
 	s.oauthRoutes()
 }

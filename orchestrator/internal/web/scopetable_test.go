@@ -72,6 +72,15 @@ var scopeRoutes = []struct {
 	{"POST", "/hub/api/archives", "/hub/api/archives", "", byAdmin},
 	{"GET", "/hub/api/archives/:run/:file", "/hub/api/archives/2025-01-01T000000Z/alice.tar.gz", "", byAdmin},
 	{"POST", "/hub/api/archives/:run/:user/restore", "/hub/api/archives/2025-01-01T000000Z/alice/restore", "", byAdmin},
+	{"GET", "/hub/api/announcement", "/hub/api/announcement", "", byAll},
+	{"PUT", "/hub/api/announcement", "/hub/api/announcement", `{"message":""}`, byAdmin},
+	{"DELETE", "/hub/api/announcement", "/hub/api/announcement", "", byAdmin},
+	{"GET", "/hub/api/prestarts", "/hub/api/prestarts", "", byAdmin},
+	{"GET", "/hub/api/prestarts/:name", "/hub/api/prestarts/x", "", byAdmin},
+	{"PUT", "/hub/api/prestarts/:name", "/hub/api/prestarts/x", `{"cron":"x"}`, byAdmin},
+	{"DELETE", "/hub/api/prestarts/:name", "/hub/api/prestarts/x", "", byAdmin},
+	{"POST", "/hub/api/groups/:name/servers", "/hub/api/groups/nope/servers", "", byAdmin},
+	{"DELETE", "/hub/api/groups/:name/servers", "/hub/api/groups/nope/servers", "", byAdmin},
 	{"DELETE", "/hub/api/users/:name", "/hub/api/users/alice", "", byAdmin | byCuller},
 }
 

@@ -75,6 +75,12 @@ type Deps struct {
 	// OAuth answers /hub/api/oauth2/ for jupyterhub-singleuser servers;
 	// nil leaves those routes out.
 	OAuth OAuthProvider
+	// Prestarts keeps the pre-start schedules and starts a group's servers;
+	// nil leaves /hub/api/prestarts and the group start/stop-all out.
+	Prestarts Prestarts
+	// Images pre-pulls the notebook image on every node and reports per
+	// node; nil hides the nodes.
+	Images ImageNodes
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
@@ -94,6 +100,9 @@ type Server struct {
 
 	api      *echo.Group
 	services serviceTokens
+	// announce caches the announcement for announceTTL, so page views do
+	// not each read Redis.
+	announce atomic.Pointer[cachedAnnouncement]
 }
 
 // New builds the server; it does not listen.

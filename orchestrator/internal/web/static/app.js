@@ -167,6 +167,60 @@
           });
       });
     }
+
+    // announcement
+    var af = document.getElementById("announce-form");
+    if (af) {
+      af.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var body = { message: af.message.value.trim() };
+        if (af.expires_in.value.trim()) { body.expires_in = af.expires_in.value.trim(); }
+        api("PUT", "/announcement", body).then(function () { toast("Announced"); setTimeout(function () { location.reload(); }, 500); })
+          .catch(function (e) { toast(e.message, true); });
+      });
+      on("announce-clear", function () {
+        api("DELETE", "/announcement").then(function () { location.reload(); }).catch(function (e) { toast(e.message, true); });
+      });
+    }
+
+    // before the lecture: pre-start schedules, start/stop a group
+    var pf = document.getElementById("prestart-form");
+    if (pf) {
+      pf.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var when = pf.when.value.trim(), body = { name: pf.name.value.trim(), group: pf.group.value,
+          lead: pf.lead.value.trim(), grace: pf.grace.value.trim(), rate_per_minute: parseInt(pf.rate_per_minute.value, 10) || 0 };
+        if (/^\d{4}-\d{2}-\d{2}/.test(when)) { body.times = when.split(/\s*,\s*/).filter(Boolean); } else { body.cron = when; }
+        api("PUT", "/prestarts/" + enc(body.name), body).then(function (j) {
+          toast("Saved " + j.name + (j.next_start ? "; next start " + new Date(j.next_start).toLocaleString() : ""));
+          setTimeout(function () { location.reload(); }, 700);
+        }).catch(function (e) { toast(e.message, true); });
+      });
+    }
+    document.querySelectorAll(".delete-prestart").forEach(function (b) {
+      b.addEventListener("click", function () {
+        var n = b.dataset.prestart;
+        confirmThen("Delete schedule " + n + "?", "Servers it already started keep running.", "Delete",
+          function () { api("DELETE", "/prestarts/" + enc(n)).then(function () { location.reload(); }).catch(function (e) { toast(e.message, true); }); });
+      });
+    });
+    var gsel = document.getElementById("group-servers-group"), gres = document.getElementById("prestart-result");
+    on("group-start-all", function () {
+      var g = gsel.value;
+      api("POST", "/groups/" + enc(g) + "/servers").then(function () {
+        gres.textContent = "Starting every server of " + g + " in the background; the outcome appears under Recent events."; gres.hidden = false;
+      }).catch(function (e) { toast(e.message, true); });
+    });
+    on("group-stop-all", function () {
+      var g = gsel.value;
+      confirmThen("Stop every server of " + g + "?", "Running kernels end and unsaved work in open notebooks is lost. The files stay.", "Stop all",
+        function () {
+          api("DELETE", "/groups/" + enc(g) + "/servers").then(function (j) {
+            gres.textContent = "Stopped " + j.stopped.length + " servers of " + g + (Object.keys(j.failed).length ? "; failed: " + Object.keys(j.failed).join(", ") : "") + ".";
+            gres.hidden = false; setTimeout(function () { location.reload(); }, 900);
+          }).catch(function (e) { toast(e.message, true); });
+        });
+    });
   }
 
   // nbgitpuller link builder
