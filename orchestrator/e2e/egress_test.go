@@ -151,7 +151,19 @@ func TestEgressRules(t *testing.T) {
 		for _, tg := range targets {
 			args = append(args, tg.name+","+tg.host+","+tg.port)
 		}
-		out := sh(t, nil, "docker", args...)
+		// A worker drops an attachable network when its last container
+		// there goes, and a run right after can name the old one: retry.
+		var out string
+		for i := 0; ; i++ {
+			var err error
+			if out, err = shQuiet(nil, "docker", args...); err == nil {
+				break
+			}
+			if i == 5 || !strings.Contains(out, "not found") {
+				t.Fatalf("probe on %s: %v\n%s", probeNode, err, out)
+			}
+			time.Sleep(2 * time.Second)
+		}
 		got := map[string]string{}
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			if f := strings.Fields(line); len(f) >= 2 {
