@@ -21,6 +21,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/diskusage"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/metrics"
@@ -112,9 +113,11 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	// The gauges read through closures over srv and px, assigned below.
 	var srv *web.Server
 	var px *proxy.Proxy
+	usage := diskusage.NewSnapshot(st)
 	m := metrics.New(metrics.Options{
 		RunningServers: func() int { return srv.RunningCount() },
 		OpenWebsockets: func() int { return px.OpenWebsockets() },
+		WorkspaceBytes: usage.Bytes,
 	})
 
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
@@ -163,6 +166,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AdminAccess:     cfg.Auth.AdminAccess,
 		AllowedImages:   append([]string{cfg.Notebook.Image}, cfg.Notebook.AllowedImages...),
 		InstructorUsers: canonicalList(namer, cfg.Notebook.InstructorUsers),
+		DiskSoftLimit:   int64(cfg.Lifecycle.DiskUsage.SoftLimit),
 		RemoveData:      jb.RemoveData,
 		Services:        serviceList(cfg.Services),
 		Metrics:         m.Handler(),
@@ -207,6 +211,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg(func() { watchRevocations(bg, st, srv, log) })
 	goBg(func() { seed.RetryLoop(bg, st, namer, cfg, log, seeded) })
 	goBg(func() { srv.SampleRunning(bg) })
+	goBg(func() { usage.Follow(bg, time.Minute, log) })
 	goBg(func() { mgr.WatchAddresses(bg, cfg.Lifecycle.Reconcile.Interval) })
 	jb.OnCull(m.CullStopped)
 	jb.OnArchive(func(mf archive.Manifest) {

@@ -195,6 +195,7 @@ type Lifecycle struct {
 	Cull      Cull                `yaml:"cull"`
 	Archive   Archive             `yaml:"archive"`
 	Reconcile Reconcile           `yaml:"reconcile"`
+	DiskUsage DiskUsage           `yaml:"disk_usage"`
 	Prestart  []prestart.Schedule `yaml:"prestart" help:"Servers started ahead of lectures: a list of {name, cron (lecture starts, e.g. '15 10 * * 1') or times (['2026-12-07 10:15']), group (empty = every allowed user), lead (default 30m before), rate_per_minute (default 30), grace (the culler spares them until this long after the lecture begins, default 30m)}. Seeded at every start; also edited from the dashboard and /hub/api/prestarts."`
 }
 
@@ -220,6 +221,12 @@ type Archive struct {
 	MaxFileSize      ByteSize      `yaml:"max_file_size" help:"Files with a larger apparent size are left out of archives and workspace downloads (logged, event archive-limit). Sparse files with more than 1G of holes, over half their size, are always left out. 0 = no limit."`
 	MaxWorkspaceSize ByteSize      `yaml:"max_workspace_size" help:"File content archived (or downloaded) per workspace; files that would go past it are left out (logged, event archive-limit). 0 = no limit."`
 	MaxDuration      time.Duration `yaml:"max_duration" help:"Time one workspace's archive (or download) may take; then it is cut: the file being read ends in zeros, later files are left out (logged, event archive-limit). 0s = no limit."`
+}
+
+// DiskUsage measures every workspace in the background.
+type DiskUsage struct {
+	Interval  time.Duration `yaml:"interval" help:"How often every workspace's size is measured (in the background; shown on the student's home page, the dashboard and in /hub/metrics). 0s = never."`
+	SoftLimit ByteSize      `yaml:"soft_limit" help:"A workspace larger than this warns its student on the home page and writes a disk-usage event (0 = no limit). Nothing is refused: it is a nudge, not a quota."`
 }
 
 // Reconcile aligns Redis records with what runs on the swarm.
@@ -285,6 +292,7 @@ func Default() Config {
 			Archive: Archive{Enabled: true, Schedule: "0 3 * * *", Concurrency: 2, Keep: 7, Exclude: []string{".cache"},
 				MaxFileSize: 64 * GiB, MaxWorkspaceSize: 256 * GiB, MaxDuration: 2 * time.Hour},
 			Reconcile: Reconcile{Interval: 30 * time.Second},
+			DiskUsage: DiskUsage{Interval: 15 * time.Minute},
 		},
 	}
 }

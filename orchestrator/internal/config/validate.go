@@ -539,6 +539,12 @@ func (v *checker) lifecycle(l *Lifecycle) {
 	v.schedule("lifecycle.archive.schedule", l.Archive.Schedule)
 	v.prestarts(l.Prestart)
 	v.atLeastOne("lifecycle.archive.concurrency", l.Archive.Concurrency)
+	if l.DiskUsage.Interval < 0 || (l.DiskUsage.Interval > 0 && l.DiskUsage.Interval < time.Minute) {
+		v.add("lifecycle.disk_usage.interval", "%s: measure at most once a minute (walking every workspace costs the storage), or 0s for never", fmtDuration(l.DiskUsage.Interval))
+	}
+	if l.DiskUsage.SoftLimit < 0 {
+		v.add("lifecycle.disk_usage.soft_limit", "is negative; use 0 for no limit, or a size such as 2G")
+	}
 	v.atLeastOne("lifecycle.archive.keep", l.Archive.Keep)
 	for _, p := range l.Archive.Exclude {
 		if _, err := path.Match(p, ""); err != nil || strings.TrimSpace(p) == "" {

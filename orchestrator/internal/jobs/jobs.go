@@ -16,6 +16,7 @@ import (
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/diskusage"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/lifecycle"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/prepull"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
@@ -35,6 +36,7 @@ type Jobs struct {
 	prestart *prestart.Runner
 	starter  lateStarter
 	puller   *prepull.Puller // nil: notebook.prepull is off
+	meter    *diskusage.Meter
 	st       *store.Store
 	mgr      *spawner.Manager
 	root     string
@@ -54,6 +56,7 @@ const (
 	jobReconcile = "reconcile"
 	jobPrestart  = "prestart"
 	jobPrepull   = "prepull"
+	jobDiskUsage = "disk-usage"
 )
 
 // prepullEvery is how often the nodes are checked for the image: a node
@@ -104,6 +107,16 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepu
 	}
 	if err := j.sched.Add(jobPrestart, prestartTick, j.prestart.Tick); err != nil {
 		return nil, fmt.Errorf("lifecycle.prestart: %w", err)
+	}
+	if lc.DiskUsage.Interval > 0 {
+		j.meter = diskusage.New(st, diskusage.Options{Root: cfg.Storage.Mount, SoftLimit: int64(lc.DiskUsage.SoftLimit),
+			Valid: archive.ValidUser, Events: events, Logger: log})
+		if err := j.sched.Add(jobDiskUsage, fmt.Sprintf("@every %s", lc.DiskUsage.Interval), func(ctx context.Context) error {
+			_, err := j.meter.Run(ctx)
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("lifecycle.disk_usage.interval: %w", err)
+		}
 	}
 	if j.puller != nil {
 		if err := j.sched.Add(jobPrepull, prepullEvery, j.prepull); err != nil {

@@ -21,6 +21,9 @@ import (
 type Options struct {
 	RunningServers func() int // e.g. web.Server.RunningCount
 	OpenWebsockets func() int // e.g. proxy.Proxy.OpenWebsockets
+	// WorkspaceBytes is every workspace's size on disk (e.g.
+	// diskusage.Snapshot.Bytes).
+	WorkspaceBytes func() map[string]int64
 }
 
 // Login outcomes, the label values of swarmhub_logins_total.
@@ -66,6 +69,10 @@ func New(o Options) *Metrics {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "swarmhub_open_websockets", Help: "Websocket connections proxied by this replica right now.",
 		}, func() float64 { return float64(f()) }))
+	}
+	if o.WorkspaceBytes != nil {
+		reg.MustRegister(&usageCollector{read: o.WorkspaceBytes, desc: prometheus.NewDesc("swarmhub_workspace_bytes",
+			"Space a user's workspace takes on disk, as last measured in the background.", []string{"user"}, nil)})
 	}
 	m.spawnDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "swarmhub_spawn_duration_seconds",
@@ -231,4 +238,18 @@ func (m *Metrics) WrapProxy(h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// usageCollector exports one gauge per workspace from memory.
+type usageCollector struct {
+	desc *prometheus.Desc
+	read func() map[string]int64
+}
+
+func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
+	for user, b := range c.read() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(b), user)
+	}
 }

@@ -35,6 +35,7 @@ func TestCountersAndGauges(t *testing.T) {
 	m := metrics.New(metrics.Options{
 		RunningServers: func() int { return running },
 		OpenWebsockets: func() int { return sockets },
+		WorkspaceBytes: func() map[string]int64 { return map[string]int64{"alice": 3 << 20, "bob": 4096} },
 	})
 	m.SpawnFinished(4*time.Second, "")
 	m.SpawnFinished(2*time.Minute, "the server did not become ready within 2m0s")
@@ -62,6 +63,8 @@ func TestCountersAndGauges(t *testing.T) {
 		`swarmhub_logins_total{outcome="success"} 1`,
 		`swarmhub_logins_total{outcome="bad_credentials"} 2`,
 		`swarmhub_logins_total{outcome="banned"} 0`,
+		`swarmhub_workspace_bytes{user="alice"} 3.145728e+06`,
+		`swarmhub_workspace_bytes{user="bob"} 4096`,
 	)
 	running = 9
 	wantLines(t, scrape(t, m), "swarmhub_running_servers 9")

@@ -52,6 +52,9 @@ type userModel struct {
 	Image    string     `json:"image"`
 	Outdated bool       `json:"outdated"`
 	Error    string     `json:"error,omitempty"`
+	// DiskBytes is the workspace's size on disk as last measured (absent
+	// before the first measurement).
+	DiskBytes *int64 `json:"disk_bytes,omitempty"`
 	// Scopes: only in GET /hub/api/user, the caller's own.
 	Scopes []string `json:"scopes,omitempty"`
 }
@@ -176,6 +179,11 @@ func (s *Server) loadUser(ctx context.Context, name string) (userModel, error) {
 		return userModel{}, err
 	}
 	m := makeUserModel(u, srv, act[name], s.currentImage(ctx))
+	if us, ok, err := s.d.Store.UserUsage(ctx, name); err != nil {
+		return userModel{}, err
+	} else if ok {
+		m.DiskBytes = &us.Bytes
+	}
 	if gs := groupsOf(groups)[name]; gs != nil {
 		m.Groups = gs
 	}

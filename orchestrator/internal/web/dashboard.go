@@ -115,7 +115,7 @@ func (s *Server) adminPage(c echo.Context) error {
 	page, total := selectUsers(snap.Users, q)
 	link := adminLink{q}
 	headers := map[string]sortHeader{}
-	for key, label := range map[string]string{"name": "User", "state": "Server", "started": "Started", "last_activity": "Last activity"} {
+	for key, label := range map[string]string{"name": "User", "state": "Server", "started": "Started", "last_activity": "Last activity", "disk": "Disk"} {
 		h := sortHeader{Label: label, URL: link.url(0, key)}
 		switch q.Sort {
 		case key:
@@ -139,7 +139,7 @@ func (s *Server) adminPage(c echo.Context) error {
 	}
 	data := map[string]any{
 		"Wide": true, "XSRF": id.XSRF, "Users": page, "Snap": snap, "Query": q, "Headers": headers, "Pager": pg,
-		"Events": evs, "AdminAccess": s.o.AdminAccess, "Image": s.imageInfo(ctx),
+		"Events": evs, "AdminAccess": s.o.AdminAccess, "SoftLimit": s.o.DiskSoftLimit, "Image": s.imageInfo(ctx),
 		"Chart": s.chart(ctx), "States": []string{"active", "ready", "inactive", "outdated", "failed", "blocked"},
 	}
 	if s.d.Archives != nil {

@@ -55,6 +55,9 @@ type Store interface {
 	RunningSeries(ctx context.Context, since time.Time) ([]store.Sample, error)
 
 	PublishRevoke(ctx context.Context, user string) error
+
+	WorkspaceUsage(ctx context.Context) (map[string]store.Usage, error)
+	UserUsage(ctx context.Context, user string) (store.Usage, bool, error)
 }
 
 // Authenticator checks a login name and password against the directory.

@@ -40,6 +40,16 @@ func (s *Server) homePage(c echo.Context) error {
 		return err
 	}
 	outdated := srv.State == store.StateRunning && srv.Image != "" && len(s.o.AllowedImages) > 0 && srv.Image != s.currentImage(ctx)
-	return s.render(c, http.StatusOK, "home.html", map[string]any{"Server": srv, "XSRF": id.XSRF,
-		"Advice": failureAdvice(srv.Error), "Outdated": outdated})
+	data := map[string]any{"Server": srv, "XSRF": id.XSRF, "Advice": failureAdvice(srv.Error), "Outdated": outdated}
+	// The size is measured in the background; a page view only reads it.
+	if u, ok, err := s.d.Store.UserUsage(ctx, id.User); err != nil {
+		s.log.Warn("home: reading disk usage", "user", id.User, "err", err)
+	} else if ok {
+		data["Usage"] = u
+		if s.o.DiskSoftLimit > 0 {
+			data["SoftLimit"] = s.o.DiskSoftLimit
+			data["OverLimit"] = u.Bytes > s.o.DiskSoftLimit
+		}
+	}
+	return s.render(c, http.StatusOK, "home.html", data)
 }

@@ -217,3 +217,35 @@ func TestAnnouncementOnEveryPageUntilItExpires(t *testing.T) {
 		t.Errorf("GET after expiry: %q", body)
 	}
 }
+
+// TestDiskUsageOnHomeAndDashboard: a measured workspace over the soft limit
+// warns its student; the dashboard shows and sorts the sizes.
+func TestDiskUsageOnHomeAndDashboard(t *testing.T) {
+	e := newEnvWith(t, func(o *web.Options, d *web.Deps) { o.DiskSoftLimit = 2 << 20 })
+	ctx := t.Context()
+	now := time.Now().UTC()
+	if err := e.st.PutUsage(ctx, map[string]store.Usage{"alice": {Bytes: 3 << 20, Files: 4, Measured: now}, "bob": {Bytes: 1 << 20, Files: 2, Measured: now}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := e.client(t)
+	alice.login("alice", testPassword)
+	_, home := alice.do("GET", "/hub/home", "", nil)
+	if !strings.Contains(home, `id="disk-usage"`) || !strings.Contains(home, "3.0 MiB") || !strings.Contains(home, `id="over-limit"`) {
+		t.Errorf("alice's home lacks her usage or the warning")
+	}
+	bob := e.client(t)
+	bob.login("bob", testPassword)
+	if _, home := bob.do("GET", "/hub/home", "", nil); !strings.Contains(home, "1.0 MiB") || strings.Contains(home, `id="over-limit"`) {
+		t.Errorf("bob's home: usage missing or a warning under the limit")
+	}
+	admin := e.client(t)
+	admin.login("admin", testPassword)
+	_, page := admin.do("GET", "/hub/admin?sort=-disk", "", nil)
+	ia, ib := strings.Index(page, `data-user="alice"`), strings.Index(page, `data-user="bob"`)
+	if ia < 0 || ib < 0 || ia > ib || !strings.Contains(page, "over-limit") {
+		t.Errorf("dashboard sorted by -disk: alice at %d, bob at %d, over-limit marked: %v", ia, ib, strings.Contains(page, "over-limit"))
+	}
+	if _, body := admin.do("GET", "/hub/api/users/alice", "", nil); !strings.Contains(body, `"disk_bytes":3145728`) {
+		t.Errorf("user model lacks disk_bytes: %s", body)
+	}
+}

@@ -35,6 +35,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"initial":    initial,
 	"shortImage": shortImage,
 	"bytes":      humanBytes,
+	"deref":      func(p *int64) int64 { return *p },
 	"withTitle": func(data map[string]any, title string) map[string]any {
 		out := make(map[string]any, len(data)+1)
 		for k, v := range data {

@@ -30,7 +30,9 @@ type Options struct {
 	// default image always allowed).
 	AllowedImages   []string
 	InstructorUsers []string
-	Logger          *slog.Logger
+	// DiskSoftLimit > 0 warns a student whose workspace is larger.
+	DiskSoftLimit int64
+	Logger        *slog.Logger
 	// Checks are reported by /hub/health; a failing check makes it 503.
 	Checks map[string]Checker
 	// Metrics serves /hub/metrics when set.

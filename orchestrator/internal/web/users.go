@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -24,7 +25,7 @@ type userQuery struct {
 }
 
 var userSorts = map[string]bool{"name": true, "-name": true, "last_activity": true, "-last_activity": true,
-	"started": true, "-started": true, "state": true, "-state": true}
+	"started": true, "-started": true, "state": true, "-state": true, "disk": true, "-disk": true}
 
 var userStates = map[string]bool{"": true, "active": true, "ready": true, "inactive": true,
 	"outdated": true, "blocked": true, "failed": true}
@@ -46,7 +47,7 @@ func parseUserQuery(c echo.Context, defLimit, maxLimit int) (userQuery, error) {
 		q.Sort = "name"
 	}
 	if !userSorts[q.Sort] {
-		return q, apiError(400, fmt.Sprintf("sort %q is not one of name, last_activity, started, state (prefix - to reverse)", q.Sort))
+		return q, apiError(400, fmt.Sprintf("sort %q is not one of name, last_activity, started, state, disk (prefix - to reverse)", q.Sort))
 	}
 	var err error
 	if q.Offset, err = intParam(c, "offset", 0); err != nil {
@@ -93,6 +94,10 @@ func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 		return snapshot{}, err
 	}
 	memberOf := groupsOf(groups)
+	usage, err := s.d.Store.WorkspaceUsage(ctx)
+	if err != nil {
+		return snapshot{}, err
+	}
 	image := s.currentImage(ctx)
 	byUser := make(map[string]store.Server, len(servers))
 	for _, sv := range servers {
@@ -103,6 +108,9 @@ func (s *Server) loadUsers(ctx context.Context) (snapshot, error) {
 		m := makeUserModel(u, byUser[u.Name], act[u.Name], image)
 		if gs := memberOf[u.Name]; gs != nil {
 			m.Groups = gs
+		}
+		if us, ok := usage[u.Name]; ok {
+			m.DiskBytes = &us.Bytes
 		}
 		snap.Users = append(snap.Users, m)
 		c := &snap.Counts
@@ -174,6 +182,8 @@ func selectUsers(all []userModel, q userQuery) ([]userModel, int) {
 			return cmpTime(a.Started, b.Started)
 		case "state":
 			return strings.Compare(a.State, b.State)
+		case "disk":
+			return cmpInt(a.DiskBytes, b.DiskBytes)
 		}
 		return 0
 	}
@@ -192,6 +202,18 @@ func selectUsers(all []userModel, q userQuery) ([]userModel, int) {
 	hi := min(lo+q.Limit, total)
 	out = append(out, matched[lo:hi]...)
 	return out, total
+}
+
+func cmpInt(a, b *int64) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return cmp.Compare(*a, *b)
 }
 
 func cmpTime(a, b *time.Time) int {
