@@ -20,7 +20,7 @@ import (
 type Options struct {
 	Version       string
 	PublicURL     string // used to build absolute links (nbgitpuller)
-	CookieName    string
+	CookieName    string // the hub session cookie's name (see CookieNames)
 	SecureCookies bool // Secure flag; on under TLS or an https public URL
 	TLS           bool // HSTS
 	SessionIdle   time.Duration
@@ -75,6 +75,9 @@ type Deps struct {
 	// OAuth answers /hub/api/oauth2/ for jupyterhub-singleuser servers;
 	// nil leaves those routes out.
 	OAuth OAuthProvider
+	// Access mints servers' access cookies; cmd shares it with the proxy's
+	// ProxyIdentifier. nil: one with a key of this process's own.
+	Access *AccessCookies
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
@@ -85,6 +88,7 @@ type Server struct {
 	e        *echo.Echo
 	log      *slog.Logger
 	sessions *sessioncache.Cache
+	access   *AccessCookies
 	instr    map[string]bool
 	proxy    http.Handler
 	now      func() time.Time
@@ -128,6 +132,11 @@ func New(o Options, d Deps) *Server {
 		}
 	}
 	s.sessions = d.Sessions
+	s.access = d.Access
+	if s.access == nil {
+		_, name := CookieNames(strings.TrimPrefix(o.CookieName, securePrefix), o.SecureCookies)
+		s.access = NewAccessCookies(name, o.SecureCookies)
+	}
 	if s.sessions == nil {
 		s.sessions = sessioncache.New(d.Store, o.SessionIdle, o.SessionMax, o.IdentityCacheTTL, o.CookieName)
 	}
