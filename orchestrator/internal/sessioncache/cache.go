@@ -16,15 +16,15 @@ import (
 
 // Identity is who a request comes from.
 type Identity struct {
-	User      string
-	Admin     bool
-	Via       string // "session" or "token"
+	User  string
+	Admin bool
+	Via   string // "session" or "token"
 	// SessionID is the hub cookie's value; empty when the session was
 	// named by its hash (a server's access cookie).
 	SessionID string
 	// SessionHash is the session's hash (store.HashSessionID).
 	SessionHash string
-	XSRF      string
+	XSRF        string
 	// Scopes a token is limited to (nil: all of its owner's).
 	Scopes []string
 	// Service names the configured service a token belongs to; User is
