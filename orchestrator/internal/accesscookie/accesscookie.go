@@ -65,13 +65,17 @@ func (s *Signer) SetKey(key []byte) error {
 // Ready reports whether a key is loaded.
 func (s *Signer) Ready() bool { return s.key.Load() != nil }
 
+// keyedMAC is an HMAC for one key with Verify's scratch space: pooled, so
+// checking a cookie allocates little (HMAC set-up is most of a short
+// message's cost, and buffers handed to a hash.Hash escape).
 type keyedMAC struct {
 	key *signingKey
 	h   hash.Hash
+	buf [maxValue]byte
+	sum [macLen]byte
 }
 
-// mac returns an HMAC for the current key from the pool (HMAC set-up is
-// most of a short message's cost).
+// mac returns an HMAC for key k from the pool.
 func (s *Signer) mac(k *signingKey) *keyedMAC {
 	if m, ok := s.macs.Get().(*keyedMAC); ok && m.key == k {
 		m.h.Reset()
@@ -114,21 +118,18 @@ func (s *Signer) Verify(value string, now time.Time) (Claims, error) {
 	if k == nil {
 		return Claims{}, ErrNoKey
 	}
-	if len(value) > maxValue {
+	if base64.RawURLEncoding.DecodedLen(len(value)) > maxValue {
 		return Claims{}, ErrInvalid
 	}
-	var buf [maxValue]byte
-	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(value))
+	m := s.mac(k)
+	defer s.macs.Put(m)
+	n, err := base64.RawURLEncoding.Decode(m.buf[:], []byte(value))
 	if err != nil || n < 1+8+hashLen+2+macLen {
 		return Claims{}, ErrInvalid
 	}
-	b, sig := buf[:n-macLen], buf[n-macLen:n]
-	m := s.mac(k)
+	b, sig := m.buf[:n-macLen], m.buf[n-macLen:n]
 	m.h.Write(b)
-	var sum [macLen]byte
-	ok := hmac.Equal(m.h.Sum(sum[:0]), sig)
-	s.macs.Put(m)
-	if !ok || b[0] != version {
+	if !hmac.Equal(m.h.Sum(m.sum[:0]), sig) || b[0] != version {
 		return Claims{}, ErrInvalid
 	}
 	exp := int64(binary.BigEndian.Uint64(b[1:9]))
