@@ -60,7 +60,7 @@ var routeRules = map[string]routeRule{
 	"POST /hub/logout":             {access: public},
 	"GET /hub/home":                {access: anyUser},
 	"GET /hub/token":               {access: anyUser},
-	"GET /user-redirect/*":         {access: public, status: http.StatusFound}, // hands over to /hub/user-redirect/, where the hub cookie is sent
+	"GET /user-redirect/*":         {access: public, status: http.StatusFound},      // hands over to /hub/user-redirect/, where the hub cookie is sent
 	"GET /hub/user-cookie":         {access: public, status: http.StatusBadRequest}, // no next=/user/NAME/: refused for everyone
 	"GET /hub/user-redirect/*":     {access: anyUser},
 	"GET /hub/spawn-pending/:name": {access: selfOrAdmin},
