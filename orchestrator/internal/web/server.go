@@ -20,9 +20,9 @@ import (
 type Options struct {
 	Version       string
 	PublicURL     string // used to build absolute links (nbgitpuller)
-	CookieName    string // the hub session cookie's name (see CookieNames)
-	SecureCookies bool   // Secure flag; on under TLS or an https public URL
-	TLS           bool   // HSTS
+	CookieName    string
+	SecureCookies bool // Secure flag; on under TLS or an https public URL
+	TLS           bool // HSTS
 	SessionIdle   time.Duration
 	SessionMax    time.Duration
 	AdminAccess   bool
