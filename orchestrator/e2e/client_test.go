@@ -32,8 +32,78 @@ type browser struct {
 
 func newBrowser(t testing.TB, base string) *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 60 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	b := &browser{t: t, base: base}
+	b.c = &http.Client{Jar: jar, Timeout: 60 * time.Second, Transport: accessTransport{b: b, next: http.DefaultTransport},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return b
+}
+
+// accessCookieName is the servers' access cookie (the stacks under test
+// serve plain HTTP, so it has no __Secure- prefix).
+const accessCookieName = "swarmhub-session-server"
+
+// accessTransport does for every request under /user/NAME/ what a browser's
+// first page load there does: see accessFor.
+type accessTransport struct {
+	b    *browser
+	next http.RoundTripper
+}
+
+func (t accessTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, err := r.Cookie(accessCookieName); err == nil || !strings.HasPrefix(r.URL.Path, "/user/") {
+		return t.next.RoundTrip(r)
+	}
+	c := t.b.accessFor(r.Context(), r.URL.Path)
+	if c == nil {
+		return t.next.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.AddCookie(c)
+	return t.next.RoundTrip(r)
+}
+
+// accessFor is the access cookie the browser sends to path (under
+// /user/NAME/): the one in the jar, else one the hub mints (as after the
+// proxy's redirect to /hub/user-cookie). Where the hub mints none (NAME is
+// not the student's), it is the student's cookie for their own server:
+// the strongest credential they hold, which the proxy must refuse there.
+func (b *browser) accessFor(ctx context.Context, path string) *http.Cookie {
+	rest, ok := strings.CutPrefix(path, "/user/")
+	if !ok {
+		return nil
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	if c := b.access(ctx, name); c != nil {
+		return c
+	}
+	if b.user != "" && b.user != name {
+		return b.access(ctx, b.user)
+	}
+	return nil
+}
+
+// access returns the jar's access cookie for name's server, asking the hub
+// for one first when there is none.
+func (b *browser) access(ctx context.Context, name string) *http.Cookie {
+	u, _ := url.Parse(b.base + "/user/" + name + "/")
+	find := func() *http.Cookie {
+		for _, c := range b.c.Jar.Cookies(u) {
+			if c.Name == accessCookieName {
+				return c
+			}
+		}
+		return nil
+	}
+	if c := find(); c != nil {
+		return c
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/hub/user-cookie?next="+url.QueryEscape(u.Path), nil)
+	req.Header.Set("Accept", "text/html")
+	if resp, err := b.c.Do(req); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return find()
 }
 
 var (
@@ -199,18 +269,22 @@ func (b *browser) stopServer(user string) {
 	}
 }
 
-// wsHeader carries the session cookie the way a browser would, plus Origin.
-func (b *browser) wsHeader() http.Header { return b.wsHeaderFor("/") }
-
-// wsHeaderFor is wsHeader for a websocket at path: a browser also sends the
-// cookies a user server scoped to its own path (a jupyterhub-singleuser
-// server's login cookie).
+// wsHeaderFor carries the cookies a browser sends to a websocket at path
+// (the server's access cookie, and a jupyterhub-singleuser server's own
+// login cookie), plus Origin.
 func (b *browser) wsHeaderFor(path string) http.Header {
 	u, _ := url.Parse(b.base + path)
 	h := http.Header{}
 	var parts []string
+	has := false
 	for _, c := range b.c.Jar.Cookies(u) {
+		has = has || c.Name == accessCookieName
 		parts = append(parts, c.Name+"="+c.Value)
+	}
+	if !has {
+		if c := b.accessFor(context.Background(), u.Path); c != nil {
+			parts = append(parts, c.Name+"="+c.Value)
+		}
 	}
 	h.Set("Cookie", strings.Join(parts, "; "))
 	h.Set("Origin", b.base)

@@ -171,12 +171,20 @@ func (c *cluster) student(t *testing.T, name string, replica int) *student {
 func (s *student) failover() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old, _ := url.Parse(s.base)
+	oldBase := s.base
 	s.cur = (s.cur + 1) % len(s.cl.replicas)
 	s.base = "http://" + s.cl.replicas[s.cur]
-	nu, _ := url.Parse(s.base)
 	hc := s.browser.c
-	hc.Jar.SetCookies(nu, hc.Jar.Cookies(old))
+	// The hub cookie lives on /hub/, the access cookie on /user/NAME/.
+	for _, path := range []string{"/hub/", "/user/" + s.user + "/"} {
+		old, _ := url.Parse(oldBase + path)
+		nu, _ := url.Parse(s.base + path)
+		cs := hc.Jar.Cookies(old)
+		for _, c := range cs {
+			c.Path = path
+		}
+		hc.Jar.SetCookies(nu, cs)
+	}
 	hc.CloseIdleConnections()
 }
 

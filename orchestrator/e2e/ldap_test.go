@@ -246,7 +246,7 @@ func openKernel(t *testing.T, b *browser, owner string) *websocket.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	wsURL := "ws" + strings.TrimPrefix(b.base, "http") + "/user/" + owner + "/api/kernels/" + k.ID + "/channels"
-	conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: b.wsHeader()})
+	conn, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: b.wsHeaderFor("/user/" + owner + "/api/kernels/" + k.ID + "/channels")})
 	if err != nil {
 		st := 0
 		if resp != nil {

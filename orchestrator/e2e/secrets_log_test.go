@@ -38,7 +38,7 @@ func (h *hub) serviceEnv(t testing.TB, user, key string) string {
 
 // sessionCookie returns the browser's hub session cookie value.
 func (b *browser) sessionCookie() string {
-	u, _ := url.Parse(b.base)
+	u, _ := url.Parse(b.base + "/hub/")
 	for _, c := range b.c.Jar.Cookies(u) {
 		if c.Name == "swarmhub-session" {
 			return c.Value

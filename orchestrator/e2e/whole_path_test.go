@@ -92,7 +92,7 @@ func TestWholePath(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(h.base, "http")+"/user/bob/api/kernels/x/channels",
-			&websocket.DialOptions{HTTPHeader: alice.wsHeader()})
+			&websocket.DialOptions{HTTPHeader: alice.wsHeaderFor("/user/bob/api/kernels/x/channels")})
 		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 			st := 0
 			if resp != nil {

@@ -159,8 +159,30 @@ func (s *session) api(ctx context.Context, method, path string, body any) (*http
 	return resp, out, err
 }
 
-// cookieHeader is the Cookie header a browser would send to /user/.
-func (s *session) cookieHeader() string { return s.cookiesFor("/user/") }
+// serverAccess makes sure the jar holds the access cookie for user's
+// server, which a browser gets on its first page load there (the proxy sends
+// it to /hub/user-cookie, which sets the cookie and sends it back).
+func (s *session) serverAccess(ctx context.Context, user string) error {
+	path := "/user/" + user + "/"
+	if s.cookie(path, accessCookieName) != "" {
+		return nil
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/hub/user-cookie?next="+url.QueryEscape(path), nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := s.c.Do(req)
+	if err != nil {
+		return fmt.Errorf("access cookie for %s: %w", path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if s.cookie(path, accessCookieName) == "" {
+		return fmt.Errorf("access cookie for %s: the hub answered %s and set none", path, resp.Status)
+	}
+	return nil
+}
+
+// accessCookieName is the servers' access cookie over plain HTTP.
+const accessCookieName = "swarmhub-session-server"
 
 // cookiesFor is the Cookie header a browser would send to path, which
 // includes a user server's own cookies under /user/NAME/.
@@ -273,6 +295,9 @@ func (s *session) waitReady(ctx context.Context, user string) error {
 
 // proxiedStatus fetches /user/NAME/api/status through the hub.
 func (s *session) proxiedStatus(ctx context.Context, user string) (int, error) {
+	if err := s.serverAccess(ctx, user); err != nil {
+		return 0, err
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/user/"+user+"/api/status", nil)
 	resp, err := s.c.Do(req)
 	if err != nil {

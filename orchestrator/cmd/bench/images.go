@@ -103,6 +103,9 @@ func (e *env) imageKernel(ctx context.Context, im benchImage, s *session, user s
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := s.serverAccess(ctx, user); err != nil {
+		return nil, nil, err
+	}
 	tg := proxyTarget{label: im.label, user: user, s: s, addr: addr, token: token}
 	ks := kernelServer(tg)
 	if im.contract == spawner.ContractSingleUser {

@@ -35,6 +35,9 @@ func (e *env) proxyTargets(ctx context.Context) ([]proxyTarget, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := s.serverAccess(ctx, t.user); err != nil {
+			return nil, err
+		}
 		addr, token, err := e.serverTarget(ctx, t.user)
 		if err != nil {
 			return nil, err
@@ -55,7 +58,7 @@ func (t proxyTarget) directReq(path string) func(context.Context) *http.Request 
 
 func (t proxyTarget) proxiedReq(path string) func(context.Context) *http.Request {
 	url := t.s.base + "/user/" + t.user + path
-	cookie := t.s.cookieHeader()
+	cookie := t.s.cookiesFor("/user/" + t.user + "/")
 	return func(ctx context.Context) *http.Request {
 		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		r.Header.Set("Cookie", cookie)

@@ -23,6 +23,9 @@ func (e *env) suiteHotPath(ctx context.Context) ([]table, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.serverAccess(ctx, "pxtiny"); err != nil {
+		return nil, err
+	}
 	tg := proxyTarget{user: "pxtiny", s: s}
 	httpLoad(ctx, 4, 300*time.Millisecond, 0, tg.proxiedReq("/api/status")) // warm the caches
 	s0, err := e.snapshot(ctx)

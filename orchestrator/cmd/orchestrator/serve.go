@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/accesscookie"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/activity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
@@ -144,21 +145,27 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 
 	act := activity.New(st, log)
-	sessions := sessioncache.New(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
+	secure := cfg.TLS.CertFile != "" || strings.HasPrefix(cfg.PublicURL, "https://")
+	hubCookie, accessCookie := web.CookieNames(cfg.Session.CookieName, secure)
+	cookies := &web.AccessCookies{Name: accessCookie, Secure: secure, Signer: &accesscookie.Signer{}}
+	if err := loadAccessKey(ctx, st, cookies.Signer); err != nil {
+		log.Warn("loading the access cookie key failed; will retry", "err", err)
+	}
+	sessions := sessioncache.New(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, hubCookie)
 	access := &store.AccessEvents{Store: st, Log: log}
-	px = proxy.New(web.ProxyIdentifier{Cache: sessions}, mgr, act, access, proxy.Options{
-		AdminAccess:   cfg.Auth.AdminAccess,
-		CookieName:    cfg.Session.CookieName,
-		Logger:        log.With("component", "proxy"),
-		ErrNotRunning: spawner.ErrNotRunning,
-		Namer:         namer,
+	px = proxy.New(web.ProxyIdentifier{Cache: sessions, Access: cookies}, mgr, act, access, proxy.Options{
+		AdminAccess:      cfg.Auth.AdminAccess,
+		CookieName:       hubCookie,
+		ServerCookieName: accessCookie,
+		Logger:           log.With("component", "proxy"),
+		ErrNotRunning:    spawner.ErrNotRunning,
+		Namer:            namer,
 	})
 
-	secure := cfg.TLS.CertFile != "" || strings.HasPrefix(cfg.PublicURL, "https://")
 	srv = web.New(web.Options{
 		Version:         version,
 		PublicURL:       cfg.PublicURL,
-		CookieName:      cfg.Session.CookieName,
+		CookieName:      hubCookie,
 		SecureCookies:   secure,
 		TLS:             cfg.TLS.CertFile != "",
 		SessionIdle:     cfg.Session.IdleTimeout,
@@ -193,6 +200,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		OAuth:     oauth.New(st),
 		Prestarts: jb.Prestarts(),
 		Images:    imageNodes(puller),
+		Access:    cookies,
 	})
 	jb.UseHub(srv)
 
@@ -209,6 +217,9 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	goBg(func() { act.Run(bg, 5*time.Second) })
 	goBg(func() { watchRevocations(bg, st, srv, log) })
+	if !cookies.Signer.Ready() {
+		goBg(func() { retryAccessKey(bg, st, cookies.Signer, log) })
+	}
 	goBg(func() { seed.RetryLoop(bg, st, namer, cfg, log, seeded) })
 	goBg(func() { srv.SampleRunning(bg) })
 	goBg(func() { usage.Follow(bg, time.Minute, log) })
@@ -356,6 +367,36 @@ func watchRevocations(ctx context.Context, st *store.Store, srv *web.Server, log
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// loadAccessKey installs the key, shared by every replica through Redis,
+// that signs servers' access cookies.
+func loadAccessKey(ctx context.Context, st *store.Store, s *accesscookie.Signer) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	key, err := st.AccessCookieKey(ctx)
+	if err != nil {
+		return err
+	}
+	return s.SetKey(key)
+}
+
+// retryAccessKey keeps trying while Redis is away at start; until it
+// succeeds no server's page opens (the hub answers 503).
+func retryAccessKey(ctx context.Context, st *store.Store, s *accesscookie.Signer, log *slog.Logger) {
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+		if err := loadAccessKey(ctx, st, s); err != nil {
+			log.Debug("loading the access cookie key", "err", err)
+			continue
+		}
+		log.Info("access cookie key loaded")
+		return
 	}
 }
 

@@ -185,7 +185,7 @@ type LDAP struct {
 
 // Session controls browser sessions.
 type Session struct {
-	CookieName  string        `yaml:"cookie_name" help:"Name of the session cookie."`
+	CookieName  string        `yaml:"cookie_name" help:"Name of the hub's session cookie (Path=/hub/); servers' access cookies are named NAME-server (Path=/user/USER/). Under HTTPS both take the __Secure- prefix."`
 	IdleTimeout time.Duration `yaml:"idle_timeout" help:"A session ends after this long without a request."`
 	MaxLifetime time.Duration `yaml:"max_lifetime" help:"A session ends this long after login regardless of use (replaces c.JupyterHub.cookie_max_age_days; 168h = 7 days)."`
 }

@@ -26,7 +26,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	}))
 	defer up.Close()
 	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
-	p := proxy.New(identities, res, &fakeActivity{}, nil, proxy.Options{CookieName: hubCookie, Logger: quiet, Namer: namer})
+	p := proxy.New(identities, res, &fakeActivity{}, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
 	front := httptest.NewServer(p)
 	defer front.Close()
 	target, _ := url.Parse(up.URL)
@@ -43,7 +43,7 @@ func BenchmarkProxyHTTP(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			req, _ := http.NewRequest(http.MethodGet, target, nil)
-			req.Header.Set("Cookie", "_xsrf=2|abcdef; "+hubCookie+"=s-alice")
+			req.Header.Set("Cookie", "_xsrf=2|abcdef; "+accessCookie+"=s-alice")
 			for pb.Next() {
 				resp, err := client.Do(req)
 				if err != nil {

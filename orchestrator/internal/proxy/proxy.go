@@ -24,12 +24,26 @@ type Identity struct {
 	User  string
 	Admin bool
 	Via   string // "session" | "token"
+	// Server, when set, is the one server this identity may reach: a
+	// server's access cookie opens that server and no other.
+	Server string
+	// Renew, when set, replaces the request's access cookie (one past half
+	// its life) on the answer.
+	Renew *http.Cookie
 }
 
-// Identifier names the user behind a request. Implementations cache: the
-// proxy calls it on every request.
+// Identifier names the user behind a request to server's pages: by the
+// server's access cookie (Options.ServerCookieName) or an API token.
+// Implementations cache: the proxy calls it on every request.
 type Identifier interface {
-	Identify(r *http.Request) (Identity, bool)
+	Identify(r *http.Request, server string) (Identity, bool)
+}
+
+// MayAccess is who may use server's pages: its owner, or an admin when
+// admin_access is on. The hub asks it before minting an access cookie, the
+// proxy on every request.
+func MayAccess(who Identity, server string, adminAccess bool) bool {
+	return who.User == server || who.Admin && adminAccess
 }
 
 // Namer turns the name in a /user/NAME/ path into the canonical username
@@ -65,6 +79,11 @@ type Options struct {
 	ErrNotRunning error
 	Clock         func() time.Time // default time.Now
 	Namer         Namer            // required
+
+	// ServerCookieName is the servers' access cookie (scoped to
+	// /user/NAME/): it identifies browsers here, is never sent upstream and
+	// cannot be set by a user server.
+	ServerCookieName string
 }
 
 // accessEvery bounds admin_access events to one per admin and user.
@@ -191,23 +210,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	who, ok := p.identify(r)
+	who, ok := p.identify(r, name)
 	switch {
 	case !ok:
 		if isNavigation(r) {
-			p.redirect(w, r, p.o.HubPrefix+"login?next="+url.QueryEscape(escaped+querySuffix(r)))
+			// The hub checks its session, mints this server's access
+			// cookie and sends the browser back (or to the login form).
+			p.redirect(w, r, p.o.HubPrefix+"user-cookie?next="+url.QueryEscape(escaped+querySuffix(r)))
 			return
 		}
 		writeError(w, http.StatusUnauthorized, "authentication required: log in at "+p.o.HubPrefix+"login or send an API token")
 		return
-	case who.User == name:
-	case who.Admin && p.o.AdminAccess:
-		if p.seen.first(who.User, name, p.now()) {
-			p.acc.AdminAccess(who.User, name)
-		}
-	default:
+	case who.Server != "" && who.Server != name, !MayAccess(who, name, p.o.AdminAccess):
 		writeError(w, http.StatusForbidden, "you may not access the server of "+name)
 		return
+	case who.User != name && p.seen.first(who.User, name, p.now()):
+		p.acc.AdminAccess(who.User, name)
 	}
 
 	addr, token, err := p.res.Target(r.Context(), name)
@@ -228,25 +246,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if upgrade {
 		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, server: name}
 		w = &st.ww
+	} else if who.Renew != nil {
+		http.SetCookie(w, who.Renew)
 	}
 	p.rp.ServeHTTP(w, r)
 }
 
-// identify finds who sends r. With a hub session cookie the cookie decides
-// and an Authorization header is ignored: JupyterLab sends the server token
-// it read from its page, which is no hub API token, and looking it up would
-// refuse the request (and cost a Redis call each time). The header never
-// reaches the server either way: rewrite replaces it.
-func (p *Proxy) identify(r *http.Request) (Identity, bool) {
-	if _, ok := r.Header["Authorization"]; ok && p.o.CookieName != "" {
-		if c, err := r.Cookie(p.o.CookieName); err == nil && c.Value != "" {
+// identify finds who sends r to server. With an access cookie the cookie
+// decides and an Authorization header is ignored: JupyterLab sends the
+// server token it read from its page, which is no hub API token, and
+// looking it up would refuse the request (and cost a Redis call each time).
+// The header never reaches the server either way: rewrite replaces it.
+func (p *Proxy) identify(r *http.Request, server string) (Identity, bool) {
+	if _, ok := r.Header["Authorization"]; ok && p.o.ServerCookieName != "" {
+		if c, err := r.Cookie(p.o.ServerCookieName); err == nil && c.Value != "" {
 			r2 := *r
 			r2.Header = r.Header.Clone()
 			r2.Header.Del("Authorization")
-			return p.id.Identify(&r2)
+			return p.id.Identify(&r2, server)
 		}
 	}
-	return p.id.Identify(r)
+	return p.id.Identify(r, server)
 }
 
 // targetError answers a request whose server cannot be resolved.
@@ -293,6 +313,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		h["Authorization"] = []string{"token " + st.token}
 	}
 	stripCookie(h, p.o.CookieName)
+	stripCookie(h, p.o.ServerCookieName)
 }
 
 // stripCookie removes the cookie called name from the Cookie header(s) and
@@ -349,7 +370,8 @@ func containsFold(s, sub string) bool {
 }
 
 // modifyResponse drops any Set-Cookie by which a user server would overwrite
-// the hub's session cookie: all servers share the hub's origin.
+// the hub's session cookie or an access cookie: all servers share the hub's
+// origin.
 func (p *Proxy) modifyResponse(res *http.Response) error {
 	sc := res.Header["Set-Cookie"]
 	if len(sc) == 0 || p.o.CookieName == "" {
@@ -358,7 +380,7 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	kept := sc[:0]
 	for _, v := range sc {
 		n, _, _ := strings.Cut(v, "=")
-		if strings.EqualFold(strings.TrimSpace(n), p.o.CookieName) {
+		if n = strings.TrimSpace(n); strings.EqualFold(n, p.o.CookieName) || strings.EqualFold(n, p.o.ServerCookieName) {
 			if st := upstreamOf(res.Request); st != nil {
 				p.log.Warn("dropped a user server's attempt to set the hub cookie", "user", st.server)
 			}

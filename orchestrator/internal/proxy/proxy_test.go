@@ -24,7 +24,10 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport"
 )
 
-const hubCookie = "swarmhub-session"
+const (
+	hubCookie    = "swarmhub-session"
+	accessCookie = "swarmhub-session-server"
+)
 
 var errNotRunning = errors.New("server not running")
 
@@ -39,23 +42,28 @@ var namer = func() *identity.Namer {
 	return n
 }()
 
-// identities maps session cookie values to identities.
+// identities maps access cookie values to identities.
 var identities = fakeIdentifier{
 	"s-alice": {User: "alice", Via: "session"},
 	"s-bob":   {User: "bob", Via: "session"},
 	"s-ab":    {User: "ab", Via: "session"},
 	"s-admin": {User: "prof", Admin: true, Via: "session"},
+	// Access cookies as the hub mints them: each opens one server.
+	"c-admin-for-bob": {User: "prof", Admin: true, Via: "session", Server: "bob"},
+	"c-alice-for-alice": {User: "alice", Via: "session", Server: "alice",
+		Renew: &http.Cookie{Name: accessCookie, Value: "renewed", Path: "/user/alice/"}},
 }
 
 type fakeIdentifier map[string]proxy.Identity
 
 // Identify works like the hub's: an Authorization token is looked up first
-// (these fakes know no token, so any token is unknown), then the cookie.
-func (f fakeIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
+// (these fakes know no token, so any token is unknown), then the access
+// cookie (these fakes ignore which server a cookie is for).
+func (f fakeIdentifier) Identify(r *http.Request, _ string) (proxy.Identity, bool) {
 	if r.Header.Get("Authorization") != "" {
 		return proxy.Identity{}, false
 	}
-	c, err := r.Cookie(hubCookie)
+	c, err := r.Cookie(accessCookie)
 	if err != nil {
 		return proxy.Identity{}, false
 	}
@@ -178,12 +186,13 @@ func newEnv(t *testing.T, adminAccess bool) *env {
 		notRunning: map[string]bool{},
 	}
 	e.p = proxy.New(identities, e.res, e.act, e.acc, proxy.Options{
-		AdminAccess:   adminAccess,
-		CookieName:    hubCookie,
-		ErrNotRunning: errNotRunning,
-		Clock:         e.clock.Now,
-		Logger:        quiet,
-		Namer:         namer,
+		AdminAccess:      adminAccess,
+		CookieName:       hubCookie,
+		ServerCookieName: accessCookie,
+		ErrNotRunning:    errNotRunning,
+		Clock:            e.clock.Now,
+		Logger:           quiet,
+		Namer:            namer,
 	})
 	e.srv = httptest.NewServer(e.p)
 	t.Cleanup(e.srv.Close)
@@ -213,6 +222,7 @@ func (e *env) upstream(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasSuffix(r.URL.Path, "/setcookie") {
 		w.Header().Add("Set-Cookie", hubCookie+"=forged; Path=/")
+		w.Header().Add("Set-Cookie", accessCookie+"=forged; Path=/user/alice/")
 		w.Header().Add("Set-Cookie", "_xsrf=2|abc; Path=/user/alice/")
 	}
 	body, _ := io.ReadAll(r.Body)
@@ -249,7 +259,7 @@ func (e *env) do(rq req) *http.Response {
 		e.t.Fatal(err)
 	}
 	if rq.session != "" {
-		r.AddCookie(&http.Cookie{Name: hubCookie, Value: rq.session})
+		r.AddCookie(&http.Cookie{Name: accessCookie, Value: rq.session})
 	}
 	for k, v := range rq.header {
 		r.Header.Set(k, v)
@@ -292,13 +302,15 @@ func TestAuthorisation(t *testing.T) {
 		{name: "admin without admin_access is refused", req: req{path: "/user/alice/tree", session: "s-admin"}, want: 403},
 		{name: "admin with admin_access passes", adminAccess: true, req: req{path: "/user/alice/tree", session: "s-admin"}, want: 200, forwarded: true},
 		{name: "student with admin_access on is still refused", adminAccess: true, req: req{path: "/user/alice/tree", session: "s-bob"}, want: 403},
+		{name: "an admin's cookie for bob does not open alice", adminAccess: true, req: req{path: "/user/alice/tree", session: "c-admin-for-bob"}, want: 403},
+		{name: "an admin's cookie for bob opens bob", adminAccess: true, req: req{path: "/user/bob/tree", session: "c-admin-for-bob"}, want: 200, forwarded: true},
 		{name: "unknown session is anonymous", req: req{path: "/user/alice/api/status", session: "forged"}, want: 401},
 		{name: "anonymous api call gets 401", req: req{path: "/user/alice/api/status"}, want: 401},
 		{
-			name:    "anonymous page load goes to login with next",
+			name:    "anonymous page load goes to the hub for an access cookie, with next",
 			req:     req{path: "/user/alice/tree/a%20b?x=1&y=2", header: map[string]string{"Accept": "text/html,application/xhtml+xml"}},
 			want:    302,
-			wantLoc: "/hub/login?next=" + url.QueryEscape("/user/alice/tree/a%20b?x=1&y=2"),
+			wantLoc: "/hub/user-cookie?next=" + url.QueryEscape("/user/alice/tree/a%20b?x=1&y=2"),
 		},
 		{name: "anonymous POST with html accept gets 401", req: req{method: "POST", path: "/user/alice/tree", header: map[string]string{"Accept": "text/html"}}, want: 401},
 	}
@@ -362,7 +374,7 @@ func equal(a, b []string) bool {
 func TestUpstreamRequestHeaders(t *testing.T) {
 	e := newEnv(t, false)
 	r, _ := http.NewRequest("GET", e.srv.URL+"/user/alice/api/contents", nil)
-	r.Header.Set("Cookie", "_xsrf=2|deadbeef; "+hubCookie+"=s-alice; username-localhost=xyz; "+strings.ToUpper(hubCookie)+"=x")
+	r.Header.Set("Cookie", "_xsrf=2|deadbeef; "+accessCookie+"=s-alice; "+hubCookie+"=h; username-localhost=xyz; "+strings.ToUpper(hubCookie)+"=x")
 	r.Header.Set("Authorization", "Bearer something-else")
 	res, err := e.client.Do(r)
 	if err != nil {
@@ -389,9 +401,9 @@ func TestUpstreamRequestHeaders(t *testing.T) {
 		t.Errorf("upstream X-Forwarded-For = %q, want the client address only", got.XFF)
 	}
 
-	// Only the hub cookie: no Cookie header at all upstream.
+	// Only the hub's cookies: no Cookie header at all upstream.
 	r, _ = http.NewRequest("GET", e.srv.URL+"/user/alice/api/status", nil)
-	r.Header.Set("Cookie", hubCookie+"=s-alice")
+	r.Header.Set("Cookie", accessCookie+"=s-alice; "+hubCookie+"=h")
 	res2, err := e.client.Do(r)
 	if err != nil {
 		t.Fatal(err)
@@ -415,7 +427,7 @@ func TestServerWithoutTokenGetsNoAuthorization(t *testing.T) {
 	e.res.noToken = map[string]bool{"alice": true}
 	e.res.mu.Unlock()
 	r, _ := http.NewRequest("GET", e.srv.URL+"/user/alice/api/contents", nil)
-	r.Header.Set("Cookie", "_xsrf=2|deadbeef; "+hubCookie+"=s-alice; jupyterhub-user-alice=oauth")
+	r.Header.Set("Cookie", "_xsrf=2|deadbeef; "+accessCookie+"=s-alice; jupyterhub-user-alice=oauth")
 	r.Header.Set("Authorization", "token some-hub-token")
 	res, err := e.client.Do(r)
 	if err != nil {
@@ -453,7 +465,7 @@ func TestServerTokenFromThePageIsAccepted(t *testing.T) {
 		r, _ := http.NewRequest("GET", e.srv.URL+tc.path, nil)
 		r.Header.Set("Authorization", "token tok-alice")
 		if tc.cookie != "" {
-			r.Header.Set("Cookie", hubCookie+"="+tc.cookie)
+			r.Header.Set("Cookie", accessCookie+"="+tc.cookie)
 		}
 		res, err := e.client.Do(r)
 		if err != nil {
@@ -480,6 +492,30 @@ func TestUpstreamCannotSetHubCookie(t *testing.T) {
 	sc := res.Header.Values("Set-Cookie")
 	if len(sc) != 1 || !strings.HasPrefix(sc[0], "_xsrf=") {
 		t.Fatalf("Set-Cookie = %q, want only the _xsrf cookie", sc)
+	}
+}
+
+// TestAccessCookieRenewed: an identity that carries a fresher cookie gets it
+// set on the answer; a websocket upgrade does not (its answer is the
+// upstream's 101).
+func TestAccessCookieRenewed(t *testing.T) {
+	e := newEnv(t, false)
+	res := e.do(req{path: "/user/alice/api/status", session: "c-alice-for-alice"})
+	if res.StatusCode != 200 {
+		t.Fatalf("status = %d, want 200", res.StatusCode)
+	}
+	var got *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == accessCookie {
+			got = c
+		}
+	}
+	if got == nil || got.Value != "renewed" || got.Path != "/user/alice/" {
+		t.Fatalf("renewed cookie = %+v, want the identity's Renew cookie", got)
+	}
+	res = e.do(req{path: "/user/alice/api/status", session: "s-alice"})
+	if sc := res.Header.Values("Set-Cookie"); len(sc) != 0 {
+		t.Errorf("Set-Cookie without a renewal: %q", sc)
 	}
 }
 
@@ -657,7 +693,7 @@ func (e *env) dialWS(ctx context.Context, path, session string) (*websocket.Conn
 	u := "ws" + strings.TrimPrefix(e.srv.URL, "http") + path
 	h := http.Header{}
 	if session != "" {
-		h.Set("Cookie", hubCookie+"="+session)
+		h.Set("Cookie", accessCookie+"="+session)
 	}
 	return websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
 }
@@ -851,10 +887,10 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 	}))
 	defer up.Close()
 	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
-	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, Logger: quiet, Namer: namer})
+	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
 	ctx, cancel := context.WithCancel(context.Background())
 	rq := httptest.NewRequestWithContext(ctx, "GET", "/user/alice/api/events", nil)
-	rq.AddCookie(&http.Cookie{Name: hubCookie, Value: "s-alice"})
+	rq.AddCookie(&http.Cookie{Name: accessCookie, Value: "s-alice"})
 	rec := httptest.NewRecorder()
 	done := make(chan struct{})
 	go func() { p.ServeHTTP(rec, rq); close(done) }()
@@ -896,9 +932,9 @@ func TestUpstreamErrorStatus(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res := &fakeResolver{addr: map[string]string{"alice": "192.0.2.1:8888"}}
-			p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, Logger: quiet, Namer: namer, Transport: failingTransport{tc.err}})
+			p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer, Transport: failingTransport{tc.err}})
 			rq := httptest.NewRequest("GET", "/user/alice/api/status", nil)
-			rq.AddCookie(&http.Cookie{Name: hubCookie, Value: "s-alice"})
+			rq.AddCookie(&http.Cookie{Name: accessCookie, Value: "s-alice"})
 			rec := httptest.NewRecorder()
 			p.ServeHTTP(rec, rq)
 			if rec.Code != tc.want {

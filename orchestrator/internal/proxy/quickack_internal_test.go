@@ -17,7 +17,9 @@ import (
 
 type aliceOnly struct{}
 
-func (aliceOnly) Identify(*http.Request) (Identity, bool) { return Identity{User: "alice"}, true }
+func (aliceOnly) Identify(*http.Request, string) (Identity, bool) {
+	return Identity{User: "alice"}, true
+}
 
 type fixedTarget string
 

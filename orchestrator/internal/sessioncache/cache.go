@@ -16,11 +16,15 @@ import (
 
 // Identity is who a request comes from.
 type Identity struct {
-	User      string
-	Admin     bool
-	Via       string // "session" or "token"
+	User  string
+	Admin bool
+	Via   string // "session" or "token"
+	// SessionID is the hub cookie's value; empty when the session was
+	// named by its hash (a server's access cookie).
 	SessionID string
-	XSRF      string
+	// SessionHash is the session's hash (store.HashSessionID).
+	SessionHash string
+	XSRF        string
 	// Scopes a token is limited to (nil: all of its owner's).
 	Scopes []string
 	// Service names the configured service a token belongs to; User is
@@ -38,7 +42,7 @@ func (id Identity) Actor() string {
 
 // identityStore is what the cache reads on a miss.
 type identityStore interface {
-	GetSession(ctx context.Context, id string, idle, absolute time.Duration) (store.Session, error)
+	GetSessionByHash(ctx context.Context, hash string, idle, absolute time.Duration) (store.Session, error)
 	GetUser(ctx context.Context, name string) (store.User, error)
 	LookupToken(ctx context.Context, plain string) (store.Token, error)
 }
@@ -63,7 +67,7 @@ type Cache struct {
 	StaleIfError time.Duration
 
 	mu      sync.RWMutex
-	entries map[string]cacheEntry // key: "s:"+session id or "t:"+sha256(token)
+	entries map[string]cacheEntry // key: "s:"+session hash or "t:"+sha256(token)
 	byUser  map[string]map[string]struct{}
 }
 
@@ -103,15 +107,24 @@ func (c *Cache) Identify(r *http.Request) (Identity, bool) {
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
 		return Identity{}, false
 	}
-	key := "s:" + ck.Value
+	id, ok := c.Session(r.Context(), store.HashSessionID(ck.Value))
+	if ok {
+		id.SessionID = ck.Value
+	}
+	return id, ok
+}
+
+// Session answers for the session with this hash: its user, while it lives.
+func (c *Cache) Session(ctx context.Context, hash string) (Identity, bool) {
+	key := "s:" + hash
 	if id, ok := c.cached(key); ok {
 		return id, true
 	}
-	s, err := c.st.GetSession(r.Context(), ck.Value, c.idle, c.max)
+	s, err := c.st.GetSessionByHash(ctx, hash, c.idle, c.max)
 	if err != nil {
 		return c.stale(key, err)
 	}
-	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, XSRF: s.XSRF}, time.Time{})
+	return c.fill(ctx, key, Identity{User: s.User, Via: "session", SessionHash: s.Hash, XSRF: s.XSRF}, time.Time{})
 }
 
 func (c *Cache) cached(key string) (Identity, bool) {
@@ -176,10 +189,10 @@ func (c *Cache) DropUser(user string) {
 	c.mu.Unlock()
 }
 
-// DropSession forgets one session (logout).
+// DropSession forgets one session (logout), named by its cookie value.
 func (c *Cache) DropSession(id string) {
 	c.mu.Lock()
-	delete(c.entries, "s:"+id)
+	delete(c.entries, "s:"+store.HashSessionID(id))
 	c.mu.Unlock()
 }
 

@@ -19,15 +19,15 @@ type flakyStore struct {
 
 var errDown = errors.New("dial tcp: connection refused")
 
-func (f *flakyStore) GetSession(ctx context.Context, id string, idle, abs time.Duration) (store.Session, error) {
+func (f *flakyStore) GetSessionByHash(ctx context.Context, hash string, idle, abs time.Duration) (store.Session, error) {
 	f.reads++
 	if f.down {
 		return store.Session{}, errDown
 	}
-	if id != "good" {
+	if hash != store.HashSessionID("good") {
 		return store.Session{}, store.ErrNotFound
 	}
-	return store.Session{ID: id, User: "alice", XSRF: "x"}, nil
+	return store.Session{Hash: hash, User: "alice", XSRF: "x"}, nil
 }
 
 func (f *flakyStore) GetUser(ctx context.Context, name string) (store.User, error) {

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -9,18 +11,28 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Session is a logged-in browser. The ID is the cookie value; XSRF is the
-// token every state-changing cookie-authenticated request must carry.
+// Session is a logged-in browser. The ID is the cookie value, known only to
+// the browser: Redis keys and indexes hold its Hash, so reading Redis (or a
+// backup of it) yields no cookie. ID is empty on a session read by Hash.
+// XSRF is the token every state-changing cookie-authenticated request must
+// carry.
 type Session struct {
-	ID, User, XSRF    string
-	Created, LastSeen time.Time
+	ID, Hash, User, XSRF string
+	Created, LastSeen    time.Time
 }
 
 const sessionIDLen = 43 // 32 bytes, base64url without padding
 
-// createSession stores the hash, indexes it under the user and makes sure
-// the index lives at least as long as the new session.
-// KEYS: session, index. ARGV: id, ttl ms, index ttl ms, field, value, ...
+// HashSessionID is what Redis stores in place of a session id: the hex
+// SHA-256 of it. The id is 32 random bytes, so no salt or slow hash is needed.
+func HashSessionID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+// createSession stores the session, indexes its hash under the user and
+// makes sure the index lives at least as long as the new session.
+// KEYS: session, index. ARGV: id hash, ttl ms, index ttl ms, field, value, ...
 var createSession = redis.NewScript(`
 local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
@@ -43,7 +55,7 @@ return 1
 `)
 
 // deleteSession removes the session and its index entry.
-// KEYS: session. ARGV: id, index key prefix.
+// KEYS: session. ARGV: id hash, index key prefix.
 var deleteSession = redis.NewScript(`
 local user = redis.call('HGET', KEYS[1], 'user')
 redis.call('DEL', KEYS[1])
@@ -86,13 +98,13 @@ func (s *Store) CreateSession(ctx context.Context, user string, idle, absolute t
 		return Session{}, fmt.Errorf("create session: %w", err)
 	}
 	now := s.now()
-	sess := Session{ID: id, User: user, XSRF: xsrf, Created: now, LastSeen: now}
+	sess := Session{ID: id, Hash: HashSessionID(id), User: user, XSRF: xsrf, Created: now, LastSeen: now}
 	if err := s.pruneUserSessions(ctx, user); err != nil {
 		return Session{}, err
 	}
 	err = createSession.Run(ctx, s.rdb,
-		[]string{s.key("session:", id), s.key("user-sessions:", user)},
-		id, ms(min(idle, absolute)), ms(absolute),
+		[]string{s.key("session:", sess.Hash), s.key("user-sessions:", user)},
+		sess.Hash, ms(min(idle, absolute)), ms(absolute),
 		"user", user, "xsrf", xsrf, "created", fmtTime(now), "last_seen", fmtTime(now),
 	).Err()
 	if err != nil {
@@ -145,7 +157,18 @@ func (s *Store) GetSession(ctx context.Context, id string, idle, absolute time.D
 	if !validSessionID(id) {
 		return Session{}, ErrNotFound
 	}
-	key := s.key("session:", id)
+	sess, err := s.GetSessionByHash(ctx, HashSessionID(id), idle, absolute)
+	sess.ID = id
+	return sess, err
+}
+
+// GetSessionByHash is GetSession for a caller that holds only the hash (a
+// server's access cookie binds the session by its hash).
+func (s *Store) GetSessionByHash(ctx context.Context, hash string, idle, absolute time.Duration) (Session, error) {
+	if !validSessionHash(hash) {
+		return Session{}, ErrNotFound
+	}
+	key := s.key("session:", hash)
 	m, err := s.rdb.HGetAll(ctx, key).Result()
 	if err != nil {
 		return Session{}, fmt.Errorf("get session: %w", err)
@@ -153,12 +176,12 @@ func (s *Store) GetSession(ctx context.Context, id string, idle, absolute time.D
 	if m["user"] == "" {
 		return Session{}, ErrNotFound
 	}
-	sess := Session{ID: id, User: m["user"], XSRF: m["xsrf"], Created: parseTime(m["created"]), LastSeen: parseTime(m["last_seen"])}
+	sess := Session{Hash: hash, User: m["user"], XSRF: m["xsrf"], Created: parseTime(m["created"]), LastSeen: parseTime(m["last_seen"])}
 	now := s.now()
 	remaining := sess.Created.Add(absolute).Sub(now)
 	if remaining <= 0 || now.Sub(sess.LastSeen) >= idle {
 		// Expired by our clock or by a shortened configuration.
-		if err := s.DeleteSession(ctx, id); err != nil {
+		if err := s.deleteSession(ctx, hash); err != nil {
 			return Session{}, err
 		}
 		return Session{}, ErrNotFound
@@ -189,13 +212,29 @@ func validSessionID(id string) bool {
 	return true
 }
 
+func validSessionHash(h string) bool {
+	if len(h) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // DeleteSession ends one session (logout). Deleting a missing session is
 // not an error.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	if !validSessionID(id) {
 		return nil
 	}
-	err := deleteSession.Run(ctx, s.rdb, []string{s.key("session:", id)}, id, s.key("user-sessions:")).Err()
+	return s.deleteSession(ctx, HashSessionID(id))
+}
+
+func (s *Store) deleteSession(ctx context.Context, hash string) error {
+	err := deleteSession.Run(ctx, s.rdb, []string{s.key("session:", hash)}, hash, s.key("user-sessions:")).Err()
 	if err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func TestSessionCreateAndGet(t *testing.T) {
 	if got.User != "alice" || got.XSRF != a.XSRF || got.ID != a.ID {
 		t.Errorf("GetSession = %+v, want %+v", got, a)
 	}
-	if ttl := rdb.PTTL(ctx, prefix+"session:"+a.ID).Val(); ttl <= 0 || ttl > 30*time.Minute {
+	if ttl := rdb.PTTL(ctx, prefix+"session:"+store.HashSessionID(a.ID)).Val(); ttl <= 0 || ttl > 30*time.Minute {
 		t.Errorf("session TTL %s, want in (0, idle=30m]", ttl)
 	}
 	if ids := rdb.SMembers(ctx, prefix+"user-sessions:alice").Val(); len(ids) != 2 {
@@ -57,7 +58,7 @@ func TestSessionTTLIsAbsoluteWhenShorterThanIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ttl := rdb.PTTL(ctx, prefix+"session:"+sess.ID).Val(); ttl <= 0 || ttl > time.Hour {
+	if ttl := rdb.PTTL(ctx, prefix+"session:"+store.HashSessionID(sess.ID)).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("session TTL %s, want in (0, absolute=1h]", ttl)
 	}
 }
@@ -121,7 +122,7 @@ func TestSessionRefreshKeepsRedisTTLWithinAbsolute(t *testing.T) {
 		t.Errorf("LastSeen = %s, want %s", got.LastSeen, clk.Now())
 	}
 	// 10 minutes of absolute lifetime remain: the TTL must not exceed them.
-	if ttl := rdb.PTTL(ctx, prefix+"session:"+sess.ID).Val(); ttl <= 0 || ttl > 10*time.Minute {
+	if ttl := rdb.PTTL(ctx, prefix+"session:"+store.HashSessionID(sess.ID)).Val(); ttl <= 0 || ttl > 10*time.Minute {
 		t.Errorf("session TTL after refresh %s, want in (0, 10m]", ttl)
 	}
 }
@@ -167,7 +168,7 @@ func TestSessionExpiresInRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(ctx, t, "Redis to expire the session", func() bool {
-		return rdb.Exists(ctx, prefix+"session:"+old.ID).Val() == 0
+		return rdb.Exists(ctx, prefix+"session:"+store.HashSessionID(old.ID)).Val() == 0
 	})
 	if _, err := s.GetSession(ctx, old.ID, time.Hour, time.Hour); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetSession of an expired session: %v, want ErrNotFound", err)
@@ -178,8 +179,8 @@ func TestSessionExpiresInRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := rdb.SMembers(ctx, prefix+"user-sessions:alice").Val()
-	if len(ids) != 1 || ids[0] != live.ID {
-		t.Errorf("user index = %v, want only the live session %s", ids, live.ID)
+	if len(ids) != 1 || ids[0] != live.Hash {
+		t.Errorf("user index = %v, want only the live session %s", ids, live.Hash)
 	}
 }
 
@@ -232,5 +233,79 @@ func TestDeleteSessions(t *testing.T) {
 	}
 	if n, err := s.DeleteUserSessions(ctx, "nobody"); err != nil || n != 0 {
 		t.Errorf("DeleteUserSessions(nobody) = %d, %v", n, err)
+	}
+}
+
+// TestRedisHoldsNoSessionID: whoever reads Redis (or a dump of it) finds no
+// cookie value to log in with, only hashes; the hash still finds the session.
+func TestRedisHoldsNoSessionID(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, rdb := newStore(t)
+	sess, err := s.CreateSession(ctx, "alice", time.Hour, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.Hash != store.HashSessionID(sess.ID) || sess.Hash == sess.ID {
+		t.Fatalf("session hash %q for id %q", sess.Hash, sess.ID)
+	}
+	if _, err := s.GetSession(ctx, sess.ID, time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	keys := rdb.Keys(ctx, "*").Val()
+	if len(keys) == 0 {
+		t.Fatal("no keys in Redis")
+	}
+	for _, k := range keys {
+		var vals []string
+		switch rdb.Type(ctx, k).Val() {
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				vals = append(vals, f, v)
+			}
+		case "set":
+			vals = rdb.SMembers(ctx, k).Val()
+		case "string":
+			vals = []string{rdb.Get(ctx, k).Val()}
+		default:
+			t.Fatalf("unexpected key type of %s", k)
+		}
+		for _, v := range append(vals, k) {
+			if strings.Contains(v, sess.ID) {
+				t.Errorf("Redis key %s holds the raw session id", k)
+			}
+		}
+	}
+	got, err := s.GetSessionByHash(ctx, sess.Hash, time.Hour, time.Hour)
+	if err != nil || got.User != "alice" || got.ID != "" {
+		t.Fatalf("GetSessionByHash = %+v, %v", got, err)
+	}
+	if err := s.DeleteSession(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSessionByHash(ctx, sess.Hash, time.Hour, time.Hour); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after logout: %v, want ErrNotFound", err)
+	}
+	for _, h := range []string{"", sess.ID, strings.ToUpper(sess.Hash), sess.Hash[:63] + "g"} {
+		if _, err := s.GetSessionByHash(ctx, h, time.Hour, time.Hour); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetSessionByHash(%q) = %v, want ErrNotFound", h, err)
+		}
+	}
+}
+
+func TestAccessCookieKeyIsCreatedOnceAndShared(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s, rdb := newStore(t)
+	a, err := s.AccessCookieKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.New(rdb, prefix).AccessCookieKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 32 || string(a) != string(b) {
+		t.Fatalf("keys %x and %x: want one shared 32-byte key", a, b)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
 
 // BenchmarkDashboardLatency measures /hub/admin and GET /hub/api/users?limit=100
@@ -62,4 +64,75 @@ func adminCookie(tb testing.TB, e *dashEnv) string {
 		tb.Fatal(err)
 	}
 	return fmt.Sprintf("swarmhub-session=%s", sess.ID)
+}
+
+// BenchmarkProxiedRequest measures GET /user/alice/api/status through the
+// real hub front, proxy and session cache with a browser's access cookie
+// (signature, expiry and the cached session checked per request; no Redis
+// call once warm), against the stand-in upstream.
+func BenchmarkProxiedRequest(b *testing.B) {
+	h := newRealHub(b, hubConfig{})
+	sess, err := h.st.CreateSession(context.Background(), "alice", time.Hour, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ac, _ := h.accessCookie(b, sess.ID, "alice")
+	if ac == nil {
+		b.Fatal("no access cookie")
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, _ := http.NewRequest(http.MethodGet, h.ts.URL+"/user/alice/api/status", nil)
+		req.Header.Set("Cookie", "_xsrf=2|abcdef; "+ac.Name+"="+ac.Value)
+		for pb.Next() {
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkIdentify is the per-request identity check alone, warm: the
+// proxy's access-cookie path (signature, expiry, cached session) beside the
+// hub cookie's (the cached session only), which is what the proxy checked
+// before access cookies.
+func BenchmarkIdentify(b *testing.B) {
+	h := newRealHub(b, hubConfig{})
+	sess, err := h.st.CreateSession(context.Background(), "alice", time.Hour, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ac, _ := h.accessCookie(b, sess.ID, "alice")
+	id := web.ProxyIdentifier{Cache: h.sessions, Access: h.access}
+	b.Run("access-cookie", func(b *testing.B) {
+		r, _ := http.NewRequest(http.MethodGet, "/user/alice/api/status", nil)
+		r.Header.Set("Cookie", "_xsrf=2|abcdef; "+ac.Name+"="+ac.Value)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := id.Identify(r, "alice"); !ok {
+				b.Fatal("not identified")
+			}
+		}
+	})
+	b.Run("hub-cookie", func(b *testing.B) {
+		r, _ := http.NewRequest(http.MethodGet, "/hub/home", nil)
+		r.Header.Set("Cookie", "_xsrf=2|abcdef; "+hubCookieName+"="+sess.ID)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := h.sessions.Identify(r); !ok {
+				b.Fatal("not identified")
+			}
+		}
+	})
 }

@@ -16,7 +16,7 @@ import (
 // Store is the Redis-backed state the handlers read and write.
 type Store interface {
 	CreateSession(ctx context.Context, user string, idle, absolute time.Duration) (store.Session, error)
-	GetSession(ctx context.Context, id string, idle, absolute time.Duration) (store.Session, error)
+	GetSessionByHash(ctx context.Context, hash string, idle, absolute time.Duration) (store.Session, error)
 	DeleteSession(ctx context.Context, id string) error
 	DeleteUserSessions(ctx context.Context, user string) (int, error)
 

@@ -38,7 +38,10 @@ func TestHostileRequests(t *testing.T) {
 	t.Cleanup(func() { assertNoPanic(t, h) })
 	ctx := context.Background()
 	alice := h.session(t, "alice")
-	cookie := "Cookie: " + hubCookieName + "=" + alice.ID + "\r\n"
+	ac, _ := h.accessCookie(t, alice.ID, "alice")
+	// What a browser sends to /user/alice/: alice's access cookie (and, from
+	// an older release, the hub cookie).
+	cookie := "Cookie: " + hubCookieName + "=" + alice.ID + "; " + accessCookieName + "=" + ac.Value + "\r\n"
 	adminToken, _, err := h.st.CreateToken(ctx, "admin", "hostile")
 	if err != nil {
 		t.Fatal(err)
@@ -89,9 +92,9 @@ func TestHostileRequests(t *testing.T) {
 		{name: "NUL inside a header value", raw: rawGet("/hub/login", "X-Note: a\x00b\r\n"), want: http.StatusBadRequest},
 		// A folded line joins the previous value; it never becomes a header
 		// of its own, so the folded Cookie does not log anyone in.
-		{name: "obsolete line folding", raw: rawGet("/user/alice/api/status", "X-Note: a\r\n Cookie: "+hubCookieName+"="+alice.ID+"\r\n"), want: http.StatusUnauthorized},
+		{name: "obsolete line folding", raw: rawGet("/user/alice/api/status", "X-Note: a\r\n Cookie: "+accessCookieName+"="+ac.Value+"\r\n"), want: http.StatusUnauthorized},
 		{name: "space in a header name", raw: rawGet("/hub/login", "X Note: a\r\n"), want: http.StatusBadRequest},
-		{name: "CR in the cookie", raw: rawGet("/user/alice/api/status", "Cookie: "+hubCookieName+"="+alice.ID+"\rX: y\r\n"), want: http.StatusBadRequest},
+		{name: "CR in the cookie", raw: rawGet("/user/alice/api/status", "Cookie: "+accessCookieName+"="+ac.Value+"\rX: y\r\n"), want: http.StatusBadRequest},
 		{name: "two Host headers", raw: "GET /hub/login HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", want: http.StatusBadRequest},
 		{name: "CRLF in the request target", raw: "GET /hub/login\r\nX: y HTTP/1.1\r\nHost: hub.example\r\n\r\n"},
 		{name: "encoded CRLF reflected into the request id", raw: rawGet("/hub/api/", "X-Request-Id: a%0d%0aSet-Cookie:%20x=1\r\n"), want: http.StatusOK},
@@ -305,9 +308,10 @@ func TestHostileIdleWebsockets(t *testing.T) {
 	h := newRealHub(t, hubConfig{})
 	t.Cleanup(func() { assertNoPanic(t, h) })
 	sess := h.session(t, "alice")
+	ac, _ := h.accessCookie(t, sess.ID, "alice")
 	upgrade := "GET /user/alice/api/kernels/k/channels HTTP/1.1\r\nHost: hub.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://hub.example\r\n" +
-		"Cookie: " + hubCookieName + "=" + sess.ID + "\r\n\r\n"
+		"Cookie: " + accessCookieName + "=" + ac.Value + "\r\n\r\n"
 	// Warm the session cache and the transport first so they do not count.
 	warm := dialUpgrade(t, h.ts.Listener.Addr().String(), upgrade)
 	warm.conn.Close()
@@ -436,18 +440,20 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool, msg func() string)
 }
 
 // TestHostileProxiedRequestsNeverCarryHubSecrets: whatever a client sends,
-// the upstream never sees the hub cookie or the client's Authorization.
+// the upstream never sees the hub's cookies or the client's Authorization.
 func TestHostileProxiedRequestsNeverCarryHubSecrets(t *testing.T) {
 	h := newRealHub(t, hubConfig{})
 	alice := h.session(t, "alice")
+	ac, _ := h.accessCookie(t, alice.ID, "alice")
+	acc := accessCookieName + "=" + ac.Value
 	tok, _, err := h.st.CreateToken(context.Background(), "alice", "t")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := map[string]string{
-		"cookie among others":       "Cookie: _xsrf=abc; " + hubCookieName + "=" + alice.ID + "; other=1\r\n",
-		"cookie name in other case": "Cookie: " + strings.ToUpper(hubCookieName) + "=x; " + hubCookieName + "=" + alice.ID + "\r\n",
-		"two cookie headers":        "Cookie: a=1\r\nCookie: " + hubCookieName + "=" + alice.ID + "\r\n",
+		"cookie among others":       "Cookie: _xsrf=abc; " + hubCookieName + "=" + alice.ID + "; " + acc + "; other=1\r\n",
+		"cookie name in other case": "Cookie: " + strings.ToUpper(hubCookieName) + "=x; " + strings.ToUpper(accessCookieName) + "=x; " + hubCookieName + "=" + alice.ID + "; " + acc + "\r\n",
+		"two cookie headers":        "Cookie: a=1\r\nCookie: " + hubCookieName + "=" + alice.ID + "; " + acc + "\r\n",
 		"API token":                 "Authorization: token " + tok + "\r\n",
 		"bearer token":              "Authorization: Bearer " + tok + "\r\n",
 	}
@@ -464,7 +470,7 @@ func TestHostileProxiedRequestsNeverCarryHubSecrets(t *testing.T) {
 			if err := json.Unmarshal([]byte(body), &seen); err != nil {
 				t.Fatal(err)
 			}
-			if strings.Contains(seen.Cookie, alice.ID) || strings.Contains(strings.ToLower(seen.Cookie), hubCookieName+"=") {
+			if strings.Contains(seen.Cookie, alice.ID) || strings.Contains(seen.Cookie, ac.Value) || strings.Contains(strings.ToLower(seen.Cookie), hubCookieName) {
 				t.Fatalf("upstream saw the hub cookie: %q", seen.Cookie)
 			}
 			if seen.Authorization != "token server-token-of-alice" {
@@ -472,8 +478,8 @@ func TestHostileProxiedRequestsNeverCarryHubSecrets(t *testing.T) {
 			}
 		})
 	}
-	// The log never holds the session id or the token.
-	for _, secret := range []string{alice.ID, tok} {
+	// The log never holds the session id, the access cookie or the token.
+	for _, secret := range []string{alice.ID, ac.Value, tok} {
 		if strings.Contains(h.logs.String(), secret) {
 			t.Fatalf("a secret reached the log")
 		}

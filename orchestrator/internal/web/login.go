@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -26,7 +27,7 @@ func (s *Server) loginPage(c echo.Context) error {
 
 func (s *Server) showLogin(c echo.Context, status int, next, username, msg string) error {
 	tok := randomHex(16)
-	c.SetCookie(s.cookie(loginXSRFCookie, tok, "/hub/", 3600, http.SameSiteStrictMode))
+	c.SetCookie(s.cookie(s.loginXSRFName(), tok, "/hub/", 3600, http.SameSiteStrictMode))
 	return s.render(c, status, "login.html", map[string]any{"XSRF": tok, "Next": next, "Username": username, "Error": msg})
 }
 
@@ -60,7 +61,7 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	next := safeNext(c.FormValue("next"), "")
 	raw := c.FormValue("username")
 	password := c.FormValue("password")
-	ck, err := c.Cookie(loginXSRFCookie)
+	ck, err := c.Cookie(s.loginXSRFName())
 	if err != nil || ck.Value == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(c.FormValue("_xsrf"))) != 1 {
 		return s.showLogin(c, http.StatusForbidden, next, raw, "Your login form expired. Please try again.")
 	}
@@ -120,11 +121,28 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	if err != nil {
 		return s.loginUnavailable(c, next, raw, err)
 	}
-	c.SetCookie(s.cookie(s.o.CookieName, sess.ID, "/", int(s.o.SessionMax.Seconds()), http.SameSiteLaxMode))
-	c.SetCookie(s.cookie(loginXSRFCookie, "", "/hub/", -1, http.SameSiteStrictMode))
+	c.SetCookie(s.cookie(s.o.CookieName, sess.ID, "/hub/", int(s.o.SessionMax.Seconds()), http.SameSiteLaxMode))
+	c.SetCookie(s.legacySessionCookie())
+	c.SetCookie(s.cookie(s.loginXSRFName(), "", "/hub/", -1, http.SameSiteStrictMode))
 	s.countLogin(loginSuccess)
 	s.event(ctx, "login", user, user, "logged in")
 	return c.Redirect(http.StatusFound, safeNext(next, "/hub/home"))
+}
+
+// loginXSRFName is the login form's cookie, with the __Secure- prefix
+// under HTTPS like the session cookie.
+func (s *Server) loginXSRFName() string {
+	if s.o.SecureCookies {
+		return securePrefix + loginXSRFCookie
+	}
+	return loginXSRFCookie
+}
+
+// legacySessionCookie removes the Path=/ session cookie of releases before
+// the hub cookie moved to /hub/, which browsers would otherwise keep sending
+// (and, over plain HTTP, send next to the new one) until it expires.
+func (s *Server) legacySessionCookie() *http.Cookie {
+	return s.cookie(strings.TrimPrefix(s.o.CookieName, securePrefix), "", "/", -1, http.SameSiteLaxMode)
 }
 
 func (s *Server) loginUnavailable(c echo.Context, next, raw string, err error) error {

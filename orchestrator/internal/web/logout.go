@@ -15,6 +15,10 @@ func (s *Server) logout(c echo.Context) error {
 		s.sessions.DropSession(id.SessionID)
 		s.event(ctx, "logout", id.User, id.User, "logged out")
 	}
-	c.SetCookie(s.cookie(s.o.CookieName, "", "/", -1, http.SameSiteLaxMode))
+	c.SetCookie(s.cookie(s.o.CookieName, "", "/hub/", -1, http.SameSiteLaxMode))
+	c.SetCookie(s.legacySessionCookie())
+	if id, ok := identityOf(c); ok && id.Via == "session" {
+		c.SetCookie(s.cookie(s.access.Name, "", serverPath(id.User), -1, http.SameSiteLaxMode))
+	}
 	return s.render(c, http.StatusOK, "logout.html", nil)
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/accesscookie"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
@@ -59,7 +60,8 @@ var routeRules = map[string]routeRule{
 	"POST /hub/logout":             {access: public},
 	"GET /hub/home":                {access: anyUser},
 	"GET /hub/token":               {access: anyUser},
-	"GET /user-redirect/*":         {access: anyUser},
+	"GET /user-redirect/*":         {access: public, status: http.StatusFound},      // hands over to /hub/user-redirect/, where the hub cookie is sent
+	"GET /hub/user-cookie":         {access: public, status: http.StatusBadRequest}, // no next=/user/NAME/: refused for everyone
 	"GET /hub/user-redirect/*":     {access: anyUser},
 	"GET /hub/spawn-pending/:name": {access: selfOrAdmin},
 	"GET /hub/spawn/:name":         {access: selfOrAdmin},
@@ -231,6 +233,24 @@ func (c *cell) revoke(t *testing.T, h *realHub) {
 	}
 }
 
+// accessCookieFor is the access cookie sess's browser sends to target's
+// server: the one the hub mints; where the hub refuses, the caller's cookie
+// for its own server, replayed (the strongest credential it holds); for a
+// session that no longer lives, one minted while it did.
+func (h *realHub) accessCookieFor(t *testing.T, sess store.Session, target string) *http.Cookie {
+	t.Helper()
+	for _, server := range []string{target, sess.User} {
+		if ck, _ := h.accessCookie(t, sess.ID, server); ck != nil {
+			return ck
+		}
+	}
+	v, err := h.access.Signer.Sign(accesscookie.Claims{User: sess.User, Server: target, Session: sess.Hash, Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Cookie{Name: accessCookieName, Value: v}
+}
+
 func waitExpired(t *testing.T, h *realHub, s store.Session) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
@@ -320,6 +340,9 @@ func TestCrossUserMatrix(t *testing.T) {
 					if sess != nil {
 						req.AddCookie(&http.Cookie{Name: hubCookieName, Value: sess.ID})
 						req.Header.Set("X-XSRFToken", sess.XSRF)
+						if strings.HasPrefix(path, "/user/") {
+							req.AddCookie(h.accessCookieFor(t, *sess, c.target))
+						}
 					}
 					if token != "" {
 						req.Header.Set("Authorization", "token "+token)
@@ -327,6 +350,19 @@ func TestCrossUserMatrix(t *testing.T) {
 					resp, err := client.Do(req)
 					if err != nil {
 						t.Fatal(err)
+					}
+					if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, "/hub/user-cookie?") {
+						// A page load without a valid access cookie goes
+						// through the hub, which decides with its own cookie.
+						resp.Body.Close()
+						req, _ := http.NewRequest(http.MethodGet, h.ts.URL+loc, nil)
+						req.Header.Set("Accept", "text/html")
+						if sess != nil {
+							req.AddCookie(&http.Cookie{Name: hubCookieName, Value: sess.ID})
+						}
+						if resp, err = client.Do(req); err != nil {
+							t.Fatal(err)
+						}
 					}
 					defer resp.Body.Close()
 					var raw []byte
@@ -512,17 +548,19 @@ func TestHubPagesUnderTLSSendHSTSAndSecureCookies(t *testing.T) {
 	}
 	checkHubHeaders(t, resp, true)
 	for _, ck := range resp.Cookies() {
-		if ck.Name == hubCookieName {
+		if ck.Name == "__Secure-"+hubCookieName && ck.MaxAge > 0 {
 			session = ck
 		}
 	}
-	if session == nil || session.SameSite != http.SameSiteLaxMode || session.Path != "/" {
+	// Path=/hub/ keeps it off user servers' requests; __Host- would demand
+	// Path=/, so the prefix is __Secure-.
+	if session == nil || session.SameSite != http.SameSiteLaxMode || session.Path != "/hub/" {
 		t.Fatalf("session cookie after login: %+v", session)
 	}
 	for _, p := range pages {
 		req, _ := http.NewRequest(http.MethodGet, h.ts.URL+p, nil)
 		req.Header.Set("Accept", "text/html")
-		req.AddCookie(&http.Cookie{Name: hubCookieName, Value: session.Value})
+		req.AddCookie(&http.Cookie{Name: session.Name, Value: session.Value})
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -530,6 +568,25 @@ func TestHubPagesUnderTLSSendHSTSAndSecureCookies(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		checkHubHeaders(t, resp, true)
+	}
+	// The server's access cookie: __Secure-, Secure, scoped to the server.
+	// (A fresh session: the pages above include the logout.)
+	req, _ = http.NewRequest(http.MethodGet, h.ts.URL+"/hub/user-cookie?next="+url.QueryEscape("/user/alice/tree"), nil)
+	req.AddCookie(&http.Cookie{Name: session.Name, Value: h.session(t, "alice").ID})
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	checkHubHeaders(t, resp, true)
+	var access *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__Secure-"+accessCookieName {
+			access = ck
+		}
+	}
+	if resp.StatusCode != http.StatusFound || access == nil || access.Path != "/user/alice/" || !access.Secure {
+		t.Fatalf("access cookie under TLS: %d %q %+v", resp.StatusCode, resp.Header.Get("Location"), access)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/accesscookie"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
@@ -35,8 +37,9 @@ import (
 // server that reports what reached it; it is not the subject here).
 
 const (
-	hubCookieName = "swarmhub-session"
-	realPassword  = "real-hub-password"
+	hubCookieName    = "swarmhub-session"
+	accessCookieName = "swarmhub-session-server"
+	realPassword     = "real-hub-password"
 )
 
 var errRealNotRunning = errors.New("server not running")
@@ -85,18 +88,6 @@ func (r *realResolver) Target(ctx context.Context, user string) (string, string,
 
 func (r *realResolver) Forget(string) {}
 
-// proxyIdentifier adapts the session cache to the proxy, as serve.go does.
-type proxyIdentifier struct{ c *sessioncache.Cache }
-
-func (i proxyIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
-	id, ok := i.c.Identify(r)
-	own, all := web.ServerAccess(id)
-	if !ok || !own && !all {
-		return proxy.Identity{}, false
-	}
-	return proxy.Identity{User: id.User, Admin: all, Via: id.Via}, true
-}
-
 // upstreamSeen is what the fake Jupyter server reports about a request.
 type upstreamSeen struct {
 	Path          string `json:"path"`
@@ -139,6 +130,8 @@ type realHub struct {
 	rdb      *redis.Client
 	resolver *realResolver
 	logs     *testsupport.Buffer
+	sessions *sessioncache.Cache
+	access   *web.AccessCookies
 }
 
 type hubConfig struct {
@@ -171,18 +164,29 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 			t.Fatal(err)
 		}
 	}
-	sessions := sessioncache.New(st, 8*time.Hour, 168*time.Hour, 30*time.Second, hubCookieName)
+	hubCookie, accessCookie := web.CookieNames("swarmhub-session", cfg.secure)
+	// Every hub on one Redis shares its key, as replicas do.
+	access := &web.AccessCookies{Name: accessCookie, Secure: cfg.secure, Signer: &accesscookie.Signer{}}
+	key, err := st.AccessCookieKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := access.Signer.SetKey(key); err != nil {
+		t.Fatal(err)
+	}
+	sessions := sessioncache.New(st, 8*time.Hour, 168*time.Hour, 30*time.Second, hubCookie)
 	res := &realResolver{addr: strings.TrimPrefix(up.URL, "http://"), notRunning: map[string]bool{}}
-	px := proxy.New(proxyIdentifier{sessions}, res, nil, nil, proxy.Options{
-		AdminAccess:   cfg.adminAccess,
-		CookieName:    hubCookieName,
-		Logger:        log.With("component", "proxy"),
-		ErrNotRunning: errRealNotRunning,
-		Namer:         namer,
+	px := proxy.New(web.ProxyIdentifier{Cache: sessions, Access: access}, res, nil, nil, proxy.Options{
+		AdminAccess:      cfg.adminAccess,
+		CookieName:       hubCookie,
+		ServerCookieName: accessCookie,
+		Logger:           log.With("component", "proxy"),
+		ErrNotRunning:    errRealNotRunning,
+		Namer:            namer,
 	})
 	srv := web.New(web.Options{
 		Version:       "test",
-		CookieName:    hubCookieName,
+		CookieName:    hubCookie,
 		AdminAccess:   cfg.adminAccess,
 		SecureCookies: cfg.secure,
 		TLS:           cfg.secure,
@@ -196,10 +200,11 @@ func newRealHub(t testing.TB, cfg hubConfig) *realHub {
 		Servers:   realServers{st},
 		Proxy:     px,
 		Sessions:  sessions,
+		Access:    access,
 	})
 	ts := newHubHTTPServer(srv, logs)
 	t.Cleanup(ts.Close)
-	return &realHub{ts: ts, srv: srv, px: px, st: st, rdb: rdb, resolver: res, logs: logs}
+	return &realHub{ts: ts, srv: srv, px: px, st: st, rdb: rdb, resolver: res, logs: logs, sessions: sessions, access: access}
 }
 
 // session creates a live session for user directly in Redis.
@@ -234,3 +239,29 @@ func (h *realHub) rawExchange(t testing.TB, raw string) (*http.Response, string,
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp, string(b), nil
 }
+
+// accessCookie gets the access cookie for server through the hub, as a
+// browser does after the proxy's redirect, for the session with id sid. It
+// returns nil when the hub sets none, with the hub's answer.
+func (h *realHub) accessCookie(t testing.TB, sid, server string) (*http.Cookie, *http.Response) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, h.ts.URL+"/hub/user-cookie?next="+url.QueryEscape("/user/"+server+"/tree"), nil)
+	req.Header.Set("Accept", "text/html")
+	if sid != "" {
+		req.AddCookie(&http.Cookie{Name: hubCookieName, Value: sid})
+	}
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == accessCookieName && c.MaxAge >= 0 {
+			return c, resp
+		}
+	}
+	return nil, resp
+}
+
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -11,6 +11,11 @@ import (
 )
 
 func (s *Server) userRedirect(c echo.Context) error {
+	// The hub cookie is scoped to /hub/: hand /user-redirect/ over to the
+	// hub's own spelling, where the browser sends it.
+	if r := c.Request(); strings.HasPrefix(r.URL.Path, "/user-redirect/") {
+		return c.Redirect(http.StatusFound, "/hub"+r.URL.RequestURI())
+	}
 	id, ok := identityOf(c)
 	if !ok {
 		return c.Redirect(http.StatusFound, "/hub/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))

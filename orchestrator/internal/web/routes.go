@@ -25,6 +25,7 @@ func (s *Server) routes() {
 	e.GET("/hub/admin", s.adminPage, s.requireLogin, s.requireAdmin)
 	e.GET("/hub/admin/gitpuller", s.gitpullerPage, s.requireLogin, s.requireAdmin)
 	e.GET("/hub/token", s.tokenPage, s.requireLogin)
+	e.GET("/hub/user-cookie", s.userCookie)
 	e.GET("/user-redirect/*", s.userRedirect)
 	e.GET("/hub/user-redirect/*", s.userRedirect)
 

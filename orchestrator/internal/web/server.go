@@ -83,6 +83,9 @@ type Deps struct {
 	// Images pre-pulls the notebook image on every node and reports per
 	// node; nil hides the nodes.
 	Images ImageNodes
+	// Access mints servers' access cookies; cmd shares it with the proxy's
+	// ProxyIdentifier. nil: one with a key of this process's own.
+	Access *AccessCookies
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
@@ -93,6 +96,7 @@ type Server struct {
 	e        *echo.Echo
 	log      *slog.Logger
 	sessions *sessioncache.Cache
+	access   *AccessCookies
 	instr    map[string]bool
 	proxy    http.Handler
 	now      func() time.Time
@@ -139,6 +143,11 @@ func New(o Options, d Deps) *Server {
 		}
 	}
 	s.sessions = d.Sessions
+	s.access = d.Access
+	if s.access == nil {
+		_, name := CookieNames(strings.TrimPrefix(o.CookieName, securePrefix), o.SecureCookies)
+		s.access = NewAccessCookies(name, o.SecureCookies)
+	}
 	if s.sessions == nil {
 		s.sessions = sessioncache.New(d.Store, o.SessionIdle, o.SessionMax, o.IdentityCacheTTL, o.CookieName)
 	}

@@ -182,12 +182,19 @@ func TestLoginCanonicalisesAndRedirectsToNext(t *testing.T) {
 		t.Fatalf("login: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	var sess *http.Cookie
+	legacyCleared := false
 	for _, ck := range resp.Cookies() {
-		if ck.Name == "swarmhub-session" {
+		switch {
+		case ck.Name == "swarmhub-session" && ck.MaxAge > 0:
 			sess = ck
+		case ck.Name == "swarmhub-session" && ck.Path == "/":
+			legacyCleared = ck.MaxAge < 0
 		}
 	}
-	if sess == nil || !sess.HttpOnly || sess.SameSite != http.SameSiteLaxMode {
+	if !legacyCleared {
+		t.Error("login does not remove the Path=/ session cookie of earlier releases")
+	}
+	if sess == nil || !sess.HttpOnly || sess.SameSite != http.SameSiteLaxMode || sess.Path != "/hub/" {
 		t.Fatalf("session cookie flags wrong: %+v", sess)
 	}
 	r, body := c.do("GET", "/hub/api/user", "", nil)
@@ -195,6 +202,10 @@ func TestLoginCanonicalisesAndRedirectsToNext(t *testing.T) {
 		t.Fatalf("/hub/api/user: %d %s", r.StatusCode, body)
 	}
 	r, _ = c.do("GET", "/user-redirect/tree?x=1", "", nil)
+	if r.Header.Get("Location") != "/hub/user-redirect/tree?x=1" {
+		t.Fatalf("user-redirect went to %q, want the hub's /hub/user-redirect/ (the hub cookie's path)", r.Header.Get("Location"))
+	}
+	r, _ = c.do("GET", "/hub/user-redirect/tree?x=1", "", nil)
 	if r.Header.Get("Location") != "/user/alice/tree?x=1" {
 		t.Fatalf("user-redirect went to %q", r.Header.Get("Location"))
 	}
