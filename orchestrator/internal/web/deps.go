@@ -75,6 +75,12 @@ type Regulator interface {
 	Succeeded(ctx context.Context, user, ip string) error
 }
 
+// FailureLog decides which failed logins are recorded as events of their
+// own (auth.FailureLog), so a flood of them cannot flush the event log.
+type FailureLog interface {
+	Note(ctx context.Context, user, ip string) (auth.FailureVerdict, error)
+}
+
 // Namer turns a raw login or path name into the canonical username.
 type Namer interface {
 	Canonical(raw string) (string, error)

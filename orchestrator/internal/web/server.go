@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,9 @@ type Options struct {
 	// Services are API clients that are no users (JupyterHub's services),
 	// identified by their tokens and limited to their scopes.
 	Services []Service
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client address login regulation counts.
+	TrustedProxies []netip.Prefix
 }
 
 // cachePrefix marks a revocation message that only drops cached identities
@@ -60,9 +64,11 @@ type Deps struct {
 	Auth      Authenticator
 	Policy    Admitter
 	Regulator Regulator
-	Namer     Namer
-	Servers   Servers
-	Proxy     UserProxy
+	// FailedLogins bounds the events failed logins write; nil records each.
+	FailedLogins FailureLog
+	Namer        Namer
+	Servers      Servers
+	Proxy        UserProxy
 	// Sessions identifies requests; cmd shares it with the proxy.
 	Sessions *sessioncache.Cache
 	// Jobs drives cull, archive and reconcile from the API; nil disables
