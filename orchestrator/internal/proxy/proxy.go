@@ -24,6 +24,10 @@ type Identity struct {
 	User  string
 	Admin bool
 	Via   string // "session" | "token"
+	// Session names the login session the request came with (a digest,
+	// never the cookie value); empty for tokens. A websocket remembers it
+	// so that logging that session out closes it (CloseSession).
+	Session string
 }
 
 // Identifier names the user behind a request. Implementations cache: the
@@ -226,7 +230,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	st.in = r
 	if upgrade {
-		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, server: name}
+		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, session: who.Session, server: name}
 		w = &st.ww
 	}
 	p.rp.ServeHTTP(w, r)

@@ -5,6 +5,7 @@ package sessioncache
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -20,7 +21,10 @@ type Identity struct {
 	Admin     bool
 	Via       string // "session" or "token"
 	SessionID string
-	XSRF      string
+	// SessionKey is SessionDigest(SessionID): it names the session in
+	// revocation messages and on the websockets it opened.
+	SessionKey string
+	XSRF       string
 	// Scopes a token is limited to (nil: all of its owner's).
 	Scopes []string
 	// Service names the configured service a token belongs to; User is
@@ -63,7 +67,7 @@ type Cache struct {
 	StaleIfError time.Duration
 
 	mu      sync.RWMutex
-	entries map[string]cacheEntry // key: "s:"+session id or "t:"+sha256(token)
+	entries map[string]cacheEntry // key: "s:"+sessionSum(id) or "t:"+sha256(token)
 	byUser  map[string]map[string]struct{}
 }
 
@@ -103,7 +107,8 @@ func (c *Cache) Identify(r *http.Request) (Identity, bool) {
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
 		return Identity{}, false
 	}
-	key := "s:" + ck.Value
+	sum := sessionSum(ck.Value)
+	key := "s:" + string(sum[:])
 	if id, ok := c.cached(key); ok {
 		return id, true
 	}
@@ -111,7 +116,7 @@ func (c *Cache) Identify(r *http.Request) (Identity, bool) {
 	if err != nil {
 		return c.stale(key, err)
 	}
-	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, XSRF: s.XSRF}, time.Time{})
+	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, SessionKey: hex.EncodeToString(sum[:]), XSRF: s.XSRF}, time.Time{})
 }
 
 func (c *Cache) cached(key string) (Identity, bool) {
@@ -176,11 +181,27 @@ func (c *Cache) DropUser(user string) {
 	c.mu.Unlock()
 }
 
-// DropSession forgets one session (logout).
-func (c *Cache) DropSession(id string) {
+// DropSession forgets one session (logout) by its SessionKey.
+func (c *Cache) DropSession(key string) {
+	sum, err := hex.DecodeString(key)
+	if err != nil {
+		return
+	}
 	c.mu.Lock()
-	delete(c.entries, "s:"+id)
+	delete(c.entries, "s:"+string(sum))
 	c.mu.Unlock()
+}
+
+// SessionDigest names a session without its secret id: revocation
+// messages cross Redis pub/sub and websockets remember their session by it.
+func SessionDigest(id string) string {
+	sum := sessionSum(id)
+	return hex.EncodeToString(sum[:])
+}
+
+func sessionSum(id string) [16]byte {
+	full := sha256.Sum256([]byte(id))
+	return [16]byte(full[:16])
 }
 
 // DropAll empties the cache (after a missed-revocation window).

@@ -18,5 +18,5 @@ func (i ProxyIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	if !ok || !own && !all {
 		return proxy.Identity{}, false
 	}
-	return proxy.Identity{User: id.User, Admin: all, Via: id.Via}, true
+	return proxy.Identity{User: id.User, Admin: all, Via: id.Via, Session: id.SessionKey}, true
 }

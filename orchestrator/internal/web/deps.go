@@ -92,10 +92,12 @@ type Servers interface {
 	Stop(ctx context.Context, user, reason string) error
 }
 
-// UserProxy forwards /user/NAME/ traffic and can cut a user's websockets.
+// UserProxy forwards /user/NAME/ traffic and can cut a user's or a login
+// session's websockets.
 type UserProxy interface {
 	http.Handler
 	CloseUser(user string) int
+	CloseSession(session string) int
 }
 
 // Checker reports the health of one dependency.

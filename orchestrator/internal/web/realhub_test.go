@@ -94,7 +94,7 @@ func (i proxyIdentifier) Identify(r *http.Request) (proxy.Identity, bool) {
 	if !ok || !own && !all {
 		return proxy.Identity{}, false
 	}
-	return proxy.Identity{User: id.User, Admin: all, Via: id.Via}, true
+	return proxy.Identity{User: id.User, Admin: all, Via: id.Via, Session: id.SessionKey}, true
 }
 
 // upstreamSeen is what the fake Jupyter server reports about a request.

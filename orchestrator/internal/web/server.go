@@ -58,6 +58,10 @@ type Options struct {
 // (a deleted API token) without closing the user's connections.
 const cachePrefix = "cache:"
 
+// sessionPrefix marks a revocation message that ends one login session
+// (logout), named by its SessionKey, and closes its websockets.
+const sessionPrefix = "session:"
+
 // Deps are the collaborators the handlers call.
 type Deps struct {
 	Store     Store
@@ -100,6 +104,7 @@ type Server struct {
 
 	api      *echo.Group
 	services serviceTokens
+	healthC  healthCache
 }
 
 // New builds the server; it does not listen.
@@ -172,8 +177,9 @@ func (s *Server) Revoke(ctx context.Context, user string) error {
 	return s.d.Store.PublishRevoke(ctx, user)
 }
 
-// DropLocal forgets cached sessions and closes open websockets of user on
-// this replica; the revocation subscriber calls it for every message.
+// DropLocal forgets cached sessions and closes open websockets of user (or
+// of one session, for a logout) on this replica; the revocation subscriber
+// calls it for every message.
 func (s *Server) DropLocal(user string) {
 	if user == "*" {
 		s.sessions.DropAll()
@@ -181,6 +187,13 @@ func (s *Server) DropLocal(user string) {
 	}
 	if u, ok := strings.CutPrefix(user, cachePrefix); ok {
 		s.sessions.DropUser(u)
+		return
+	}
+	if key, ok := strings.CutPrefix(user, sessionPrefix); ok {
+		s.sessions.DropSession(key)
+		if s.d.Proxy != nil {
+			s.d.Proxy.CloseSession(key)
+		}
 		return
 	}
 	s.sessions.DropUser(user)
