@@ -41,10 +41,11 @@ var namer = func() *identity.Namer {
 
 // identities maps session cookie values to identities.
 var identities = fakeIdentifier{
-	"s-alice": {User: "alice", Via: "session"},
-	"s-bob":   {User: "bob", Via: "session"},
-	"s-ab":    {User: "ab", Via: "session"},
-	"s-admin": {User: "prof", Admin: true, Via: "session"},
+	"s-alice":   {User: "alice", Via: "session", Session: "sk-alice"},
+	"s-alice-2": {User: "alice", Via: "session", Session: "sk-alice-2"},
+	"s-bob":     {User: "bob", Via: "session"},
+	"s-ab":      {User: "ab", Via: "session"},
+	"s-admin":   {User: "prof", Admin: true, Via: "session"},
 }
 
 type fakeIdentifier map[string]proxy.Identity
