@@ -67,8 +67,11 @@ type Cache struct {
 	StaleIfError time.Duration
 
 	mu      sync.RWMutex
-	entries map[string]cacheEntry // key: "s:"+sessionSum(id) or "t:"+sha256(token)
+	entries map[string]cacheEntry // key: "s:"+session id or "t:"+sha256(token)
 	byUser  map[string]map[string]struct{}
+	// bySession finds a session's entry by its SessionKey, so a logout
+	// announced by digest drops it without hashing on every lookup.
+	bySession map[string]string
 }
 
 type cacheEntry struct {
@@ -85,7 +88,7 @@ const maxCacheEntries = 200_000
 func New(st identityStore, idle, max, ttl time.Duration, cookieName string) *Cache {
 	return &Cache{st: st, idle: idle, max: max, ttl: ttl, cookieName: cookieName, now: time.Now,
 		StaleIfError: 5 * time.Minute,
-		entries:      map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
+		entries:      map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}, bySession: map[string]string{}}
 }
 
 // Identify reads the session cookie or an API token from r.
@@ -107,8 +110,7 @@ func (c *Cache) Identify(r *http.Request) (Identity, bool) {
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
 		return Identity{}, false
 	}
-	sum := sessionSum(ck.Value)
-	key := "s:" + string(sum[:])
+	key := "s:" + ck.Value
 	if id, ok := c.cached(key); ok {
 		return id, true
 	}
@@ -116,7 +118,7 @@ func (c *Cache) Identify(r *http.Request) (Identity, bool) {
 	if err != nil {
 		return c.stale(key, err)
 	}
-	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, SessionKey: hex.EncodeToString(sum[:]), XSRF: s.XSRF}, time.Time{})
+	return c.fill(r.Context(), key, Identity{User: s.User, Via: "session", SessionID: s.ID, SessionKey: SessionDigest(s.ID), XSRF: s.XSRF}, time.Time{})
 }
 
 func (c *Cache) cached(key string) (Identity, bool) {
@@ -159,8 +161,12 @@ func (c *Cache) fill(ctx context.Context, key string, id Identity, until time.Ti
 	if len(c.entries) >= maxCacheEntries {
 		c.entries = map[string]cacheEntry{}
 		c.byUser = map[string]map[string]struct{}{}
+		c.bySession = map[string]string{}
 	}
 	c.entries[key] = cacheEntry{id: id, fetched: c.now(), until: until}
+	if id.SessionKey != "" {
+		c.bySession[id.SessionKey] = key
+	}
 	keys := c.byUser[id.User]
 	if keys == nil {
 		keys = map[string]struct{}{}
@@ -175,6 +181,9 @@ func (c *Cache) fill(ctx context.Context, key string, id Identity, until time.Ti
 func (c *Cache) DropUser(user string) {
 	c.mu.Lock()
 	for k := range c.byUser[user] {
+		if sk := c.entries[k].id.SessionKey; sk != "" {
+			delete(c.bySession, sk)
+		}
 		delete(c.entries, k)
 	}
 	delete(c.byUser, user)
@@ -183,25 +192,19 @@ func (c *Cache) DropUser(user string) {
 
 // DropSession forgets one session (logout) by its SessionKey.
 func (c *Cache) DropSession(key string) {
-	sum, err := hex.DecodeString(key)
-	if err != nil {
-		return
-	}
 	c.mu.Lock()
-	delete(c.entries, "s:"+string(sum))
+	if k, ok := c.bySession[key]; ok {
+		delete(c.entries, k)
+		delete(c.bySession, key)
+	}
 	c.mu.Unlock()
 }
 
 // SessionDigest names a session without its secret id: revocation
 // messages cross Redis pub/sub and websockets remember their session by it.
 func SessionDigest(id string) string {
-	sum := sessionSum(id)
-	return hex.EncodeToString(sum[:])
-}
-
-func sessionSum(id string) [16]byte {
-	full := sha256.Sum256([]byte(id))
-	return [16]byte(full[:16])
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:16])
 }
 
 // DropAll empties the cache (after a missed-revocation window).
@@ -209,6 +212,7 @@ func (c *Cache) DropAll() {
 	c.mu.Lock()
 	c.entries = map[string]cacheEntry{}
 	c.byUser = map[string]map[string]struct{}{}
+	c.bySession = map[string]string{}
 	c.mu.Unlock()
 }
 
