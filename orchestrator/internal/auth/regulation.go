@@ -85,8 +85,9 @@ func (e *BanError) Error() string {
 func (e *BanError) Is(target error) bool { return target == ErrBanned }
 
 // Allowed returns a *BanError while user (canonical; may be empty when the
-// typed name was invalid) from ip, user everywhere, or ip is banned. It must be called before the
-// password is checked, so a ban holds even for the right password.
+// typed name was invalid) is banned at ip or everywhere, or ip is banned.
+// It must be called before the password is checked, so a ban holds even for
+// the right password.
 func (r *Regulator) Allowed(ctx context.Context, user, ip string) error {
 	for _, k := range r.subjects(user, ip) {
 		on, ttl, err := r.c.Flag(ctx, "login:ban:"+k.key)
