@@ -626,10 +626,10 @@ func TestLDAPLoginRegulation(t *testing.T) {
 		clk.Advance(10 * time.Second)
 	}
 	off := s.LogOffset(t)
-	err := login("alice", "alice-pw", "192.0.2.2")
+	err := login("alice", "alice-pw", "192.0.2.1")
 	var ban *auth.BanError
-	if !errors.Is(err, auth.ErrBanned) || !errors.As(err, &ban) || ban.Subject != "user" {
-		t.Fatalf("4th attempt with the right password = %v, want a user ban", err)
+	if !errors.Is(err, auth.ErrBanned) || !errors.As(err, &ban) || ban.Subject != "user at address" {
+		t.Fatalf("4th attempt with the right password = %v, want a ban of alice at that address", err)
 	}
 	if binds := testenv.BindLines(s.LogSince(t, off)); len(binds) != 0 {
 		t.Errorf("a banned login still reached the directory: %q", binds)
@@ -638,7 +638,7 @@ func TestLDAPLoginRegulation(t *testing.T) {
 		t.Errorf("another user from the same address: %v", err)
 	}
 	clk.Advance(5 * time.Minute)
-	if err := login("alice", "alice-pw", "192.0.2.2"); err != nil {
+	if err := login("alice", "alice-pw", "192.0.2.1"); err != nil {
 		t.Errorf("after the ban: %v", err)
 	}
 }

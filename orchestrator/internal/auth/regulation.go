@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -23,19 +24,28 @@ type Counter interface {
 	ClearCounter(ctx context.Context, key string) error
 }
 
-// RegulationOptions: defaults are 3 failures within 2 minutes ban for 5 minutes.
+// RegulationOptions: defaults are 3 failures from one address within 2
+// minutes ban that address for that account for 5 minutes.
 type RegulationOptions struct {
-	MaxFailures int           // per user; default 3
+	// MaxFailures is the limit per account and client address (default 3):
+	// reaching it bans that address from that account only, so one attacker
+	// address cannot lock a student out.
+	MaxFailures int
 	Window      time.Duration // default 2m
 	Ban         time.Duration // default 5m
+	// AccountMaxFailures is the ceiling per account over all addresses
+	// (default 10, and never below MaxFailures): a guess spread over many
+	// addresses still bans the account, for everyone.
+	AccountMaxFailures int
 	// IPMaxFailures is the limit per client address, default 10*MaxFailures:
 	// a lecture hall behind one NAT address must not lock itself out when a
 	// few students mistype, while one address trying many names is stopped.
 	IPMaxFailures int
 }
 
-// Regulator bans a user, or a client address, after too many failed logins.
-// Call Allowed before checking the password, then Failed or Succeeded.
+// Regulator bans an (account, client address) pair, an account or a client
+// address after too many failed logins. Call Allowed before checking the
+// password, then Failed or Succeeded. Addresses are grouped by AddressGroup.
 type Regulator struct {
 	c Counter
 	o RegulationOptions
@@ -52,6 +62,10 @@ func NewRegulator(c Counter, o RegulationOptions) *Regulator {
 	if o.Ban <= 0 {
 		o.Ban = 5 * time.Minute
 	}
+	if o.AccountMaxFailures <= 0 {
+		o.AccountMaxFailures = 10
+	}
+	o.AccountMaxFailures = max(o.AccountMaxFailures, o.MaxFailures)
 	if o.IPMaxFailures <= 0 {
 		o.IPMaxFailures = 10 * o.MaxFailures
 	}
@@ -60,7 +74,7 @@ func NewRegulator(c Counter, o RegulationOptions) *Regulator {
 
 // BanError is returned by Allowed during a ban; errors.Is(err, ErrBanned).
 type BanError struct {
-	Subject    string // "user" or "address"
+	Subject    string // "user" (everywhere), "user at address" or "address"
 	RetryAfter time.Duration
 }
 
@@ -71,8 +85,9 @@ func (e *BanError) Error() string {
 func (e *BanError) Is(target error) bool { return target == ErrBanned }
 
 // Allowed returns a *BanError while user (canonical; may be empty when the
-// typed name was invalid) or ip is banned. It must be called before the
-// password is checked, so a ban holds even for the right password.
+// typed name was invalid) is banned at ip or everywhere, or ip is banned.
+// It must be called before the password is checked, so a ban holds even for
+// the right password.
 func (r *Regulator) Allowed(ctx context.Context, user, ip string) error {
 	for _, k := range r.subjects(user, ip) {
 		on, ttl, err := r.c.Flag(ctx, "login:ban:"+k.key)
@@ -86,8 +101,8 @@ func (r *Regulator) Allowed(ctx context.Context, user, ip string) error {
 	return nil
 }
 
-// Failed counts a failed login for user and ip and bans whichever reached
-// its limit within the window.
+// Failed counts a failed login for user from ip, for user and for ip, and
+// bans whichever reached its limit within the window.
 func (r *Regulator) Failed(ctx context.Context, user, ip string) error {
 	for _, k := range r.subjects(user, ip) {
 		n, err := r.c.Incr(ctx, "login:fail:"+k.key, r.o.Window)
@@ -103,13 +118,15 @@ func (r *Regulator) Failed(ctx context.Context, user, ip string) error {
 	return nil
 }
 
-// Succeeded clears the user's failure count. The address count is kept: one
-// success from a shared address must not wipe out another name's attempts.
+// Succeeded clears the failure count of user from ip. The account's and the
+// address's counts are kept: a student logging in must not wipe out a
+// distributed guess at their password, and one success from a shared
+// address must not wipe out another name's attempts.
 func (r *Regulator) Succeeded(ctx context.Context, user, ip string) error {
-	if user == "" {
+	if user == "" || ip == "" {
 		return nil
 	}
-	if err := r.c.ClearCounter(ctx, "login:fail:user:"+keyPart(user)); err != nil {
+	if err := r.c.ClearCounter(ctx, "login:fail:"+pairKey(user, ip)); err != nil {
 		return fmt.Errorf("reset failed-login count: %w", err)
 	}
 	return nil
@@ -122,13 +139,42 @@ type subject struct {
 
 func (r *Regulator) subjects(user, ip string) []subject {
 	var s []subject
+	if user != "" && ip != "" {
+		s = append(s, subject{"user at address", pairKey(user, ip), r.o.MaxFailures})
+	}
 	if user != "" {
-		s = append(s, subject{"user", "user:" + keyPart(user), r.o.MaxFailures})
+		limit := r.o.AccountMaxFailures
+		if ip == "" {
+			limit = r.o.MaxFailures // no address to tell attackers apart by
+		}
+		s = append(s, subject{"user", "user:" + keyPart(user), limit})
 	}
 	if ip != "" {
-		s = append(s, subject{"address", "ip:" + keyPart(ip), r.o.IPMaxFailures})
+		s = append(s, subject{"address", "ip:" + keyPart(AddressGroup(ip)), r.o.IPMaxFailures})
 	}
 	return s
+}
+
+// pairKey names the counter of user from ip's address group.
+func pairKey(user, ip string) string {
+	return "pair:" + keyPart(user+"@"+AddressGroup(ip))
+}
+
+// AddressGroup is the unit login regulation counts a client address in:
+// an IPv4 address itself, an IPv6 address's /64 (one subscriber usually holds
+// a whole /64, so counting single IPv6 addresses would let one attacker
+// use 2^64 of them). Anything that is no IP address is returned unchanged.
+func AddressGroup(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 // keyPart keeps key names short and printable whatever the caller passes:
@@ -138,7 +184,7 @@ func keyPart(s string) string {
 		ok := true
 		for i := 0; i < len(s); i++ {
 			c := s[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':') {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':' || c == '/' || c == '@') {
 				ok = false
 				break
 			}

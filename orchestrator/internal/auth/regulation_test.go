@@ -30,25 +30,83 @@ func fail(t *testing.T, r *auth.Regulator, user, ip string, n int) {
 }
 
 func TestRegulatorDefaults(t *testing.T) {
-	r, clk, _ := newRegulator(auth.RegulationOptions{}) // 3 in 2 min → 5 min ban
+	r, clk, _ := newRegulator(auth.RegulationOptions{}) // 3 in 2 min from one address → 5 min ban there
 	ctx := context.Background()
 	fail(t, r, "alice", "192.0.2.1", 2)
 	if err := r.Allowed(ctx, "alice", "192.0.2.1"); err != nil {
 		t.Fatalf("after 2 failures: %v", err)
 	}
 	fail(t, r, "alice", "192.0.2.1", 1)
-	err := r.Allowed(ctx, "alice", "192.0.2.9")
+	err := r.Allowed(ctx, "alice", "192.0.2.1")
 	var ban *auth.BanError
-	if !errors.As(err, &ban) || !errors.Is(err, auth.ErrBanned) || ban.Subject != "user" || ban.RetryAfter != 5*time.Minute {
-		t.Fatalf("after 3 failures: %v (%+v), want a 5-minute user ban", err, ban)
+	if !errors.As(err, &ban) || !errors.Is(err, auth.ErrBanned) || ban.Subject != "user at address" || ban.RetryAfter != 5*time.Minute {
+		t.Fatalf("after 3 failures: %v (%+v), want a 5-minute ban of alice at that address", err, ban)
 	}
 	clk.Advance(5*time.Minute - time.Second)
-	if err := r.Allowed(ctx, "alice", "192.0.2.9"); !errors.Is(err, auth.ErrBanned) {
+	if err := r.Allowed(ctx, "alice", "192.0.2.1"); !errors.Is(err, auth.ErrBanned) {
 		t.Fatalf("just before the ban ends: %v", err)
 	}
 	clk.Advance(time.Second)
-	if err := r.Allowed(ctx, "alice", "192.0.2.9"); err != nil {
+	if err := r.Allowed(ctx, "alice", "192.0.2.1"); err != nil {
 		t.Fatalf("after the ban: %v", err)
+	}
+}
+
+// One address failing many times for an account bans only that address for
+// that account: the student logs in from elsewhere. The per-account ceiling
+// (10 by default) still stops a guess spread over many addresses, for every
+// address.
+func TestRegulatorOneAddressCannotLockOutAnAccount(t *testing.T) {
+	r, _, _ := newRegulator(auth.RegulationOptions{})
+	ctx := context.Background()
+	fail(t, r, "alice", "198.51.100.66", 3)
+	if err := r.Allowed(ctx, "alice", "198.51.100.66"); !errors.Is(err, auth.ErrBanned) {
+		t.Fatalf("the attacking address is not banned: %v", err)
+	}
+	if err := r.Allowed(ctx, "alice", "192.0.2.10"); err != nil {
+		t.Fatalf("alice from her own address after an attack from another: %v", err)
+	}
+	if err := r.Allowed(ctx, "bob", "198.51.100.66"); err != nil {
+		t.Fatalf("another account from the attacking address: %v", err)
+	}
+	// Three more addresses (two failures each) bring alice to 9: not yet.
+	for i := range 3 {
+		fail(t, r, "alice", fmt.Sprintf("203.0.113.%d", i+1), 2)
+	}
+	if err := r.Allowed(ctx, "alice", "192.0.2.10"); err != nil {
+		t.Fatalf("9 failures over 4 addresses: %v", err)
+	}
+	fail(t, r, "alice", "203.0.113.99", 1)
+	var ban *auth.BanError
+	if err := r.Allowed(ctx, "alice", "192.0.2.10"); !errors.As(err, &ban) || ban.Subject != "user" {
+		t.Fatalf("10th failure over 5 addresses: %v, want alice banned everywhere", err)
+	}
+}
+
+// IPv6 addresses count by /64: one subscriber cannot rotate through its
+// prefix to get unlimited attempts; another /64 is not affected.
+func TestRegulatorGroupsIPv6By64(t *testing.T) {
+	r, _, _ := newRegulator(auth.RegulationOptions{})
+	ctx := context.Background()
+	for i := range 3 {
+		fail(t, r, "alice", fmt.Sprintf("2001:db8:1:2::%x", i+1), 1)
+	}
+	if err := r.Allowed(ctx, "alice", "2001:db8:1:2:ffff:ffff:ffff:ffff"); !errors.Is(err, auth.ErrBanned) {
+		t.Fatalf("3 failures from one /64: a fresh address in it is not banned: %v", err)
+	}
+	if err := r.Allowed(ctx, "alice", "2001:db8:1:3::1"); err != nil {
+		t.Fatalf("the neighbouring /64: %v", err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"not an address", "not an address"},
+	} {
+		if got := auth.AddressGroup(tc.in); got != tc.want {
+			t.Errorf("AddressGroup(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
 
@@ -108,7 +166,10 @@ func TestRegulatorKeysAreBounded(t *testing.T) {
 	fail(t, r, "Alice\x00*)(", "", 1)
 	fail(t, r, "alice", "", 1)
 	keys := c.keys()
-	if len(keys) != 7 { // fail+ban for 3 users, fail for the address (limit 10)
+	// fail+ban for the pair and fail for the long name (account limit 10),
+	// fail for the address (limit 10), fail+ban for the two names without
+	// an address (limit 1).
+	if len(keys) != 8 {
 		t.Errorf("keys = %q", keys)
 	}
 	for _, k := range keys {
@@ -116,7 +177,7 @@ func TestRegulatorKeysAreBounded(t *testing.T) {
 			t.Errorf("key %q is not short and printable", k)
 		}
 	}
-	for _, want := range []string{"login:fail:user:alice", "login:fail:ip:2001:db8::1"} {
+	for _, want := range []string{"login:fail:user:alice", "login:fail:ip:2001:db8::/64"} {
 		found := false
 		for _, k := range keys {
 			found = found || k == want

@@ -10,6 +10,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -50,9 +51,10 @@ type Service struct {
 
 // Listen is where the orchestrator accepts HTTP(S).
 type Listen struct {
-	Address      string `yaml:"address" help:"IP address (or host name) to listen on; 0.0.0.0 is every interface."`
-	Port         int    `yaml:"port" help:"Port for the hub (HTTPS when tls is set, else HTTP)."`
-	RedirectPort int    `yaml:"redirect_port" help:"Extra plain-HTTP port that redirects to the HTTPS public URL; needs tls. 0 = off."`
+	Address        string   `yaml:"address" help:"IP address (or host name) to listen on; 0.0.0.0 is every interface."`
+	Port           int      `yaml:"port" help:"Port for the hub (HTTPS when tls is set, else HTTP)."`
+	RedirectPort   int      `yaml:"redirect_port" help:"Extra plain-HTTP port that redirects to the HTTPS public URL; needs tls. 0 = off."`
+	TrustedProxies []string `yaml:"trusted_proxies" help:"Addresses (CIDRs, e.g. 10.0.0.0/8, or single IPs) of reverse proxies in front of the hub whose X-Forwarded-For names the client for login regulation. Empty: the header is ignored and the direct peer counts."`
 }
 
 // TLS is the certificate served directly by the orchestrator.
@@ -152,11 +154,13 @@ type Dummy struct {
 	PasswordFile string `yaml:"password_file" help:"File holding auth.dummy.password (e.g. /run/secrets/dummy-password)."`
 }
 
-// Regulation limits failed logins per user and per client address.
+// Regulation limits failed logins per user and client address, per user and
+// per client address.
 type Regulation struct {
-	MaxFailures int           `yaml:"max_failures" help:"Failed logins within window that trigger a ban (per user and per client IP)."`
-	Window      time.Duration `yaml:"window" help:"Time window in which failures are counted."`
-	Ban         time.Duration `yaml:"ban" help:"How long logins are refused after too many failures, even with the right password."`
+	MaxFailures        int           `yaml:"max_failures" help:"Failed logins for one user from one client address (IPv6: its /64) within window that ban that address for that user."`
+	AccountMaxFailures int           `yaml:"account_max_failures" help:"Failed logins for one user from all addresses within window that ban the user everywhere (a guess spread over many addresses); at least max_failures."`
+	Window             time.Duration `yaml:"window" help:"Time window in which failures are counted."`
+	Ban                time.Duration `yaml:"ban" help:"How long logins are refused after too many failures, even with the right password."`
 }
 
 // LDAP configures the directory login (options as in LDAPAuthenticator).
@@ -274,7 +278,7 @@ func Default() Config {
 		},
 		Auth: Auth{
 			UsernamePattern: `^[a-z0-9][a-z0-9._-]{0,31}$`,
-			Regulation:      Regulation{MaxFailures: 3, Window: 2 * time.Minute, Ban: 5 * time.Minute},
+			Regulation:      Regulation{MaxFailures: 3, AccountMaxFailures: 10, Window: 2 * time.Minute, Ban: 5 * time.Minute},
 			LDAP: LDAP{
 				TLS:                   "ldaps",
 				UserAttribute:         "uid",
@@ -299,6 +303,32 @@ func Default() Config {
 
 // TLSEnabled reports whether the orchestrator serves HTTPS itself.
 func (c Config) TLSEnabled() bool { return c.TLS.CertFile != "" || c.TLS.KeyFile != "" }
+
+// TrustedPrefixes is listen.trusted_proxies parsed; Validate has refused
+// entries that do not parse.
+func (l Listen) TrustedPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(l.TrustedProxies))
+	for _, s := range l.TrustedProxies {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ParsePrefix reads a CIDR or a single IP address (as its /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
 
 // BaseURL is public_url without a trailing slash, or, when public_url is
 // empty, http(s)://localhost[:listen.port].

@@ -137,6 +137,11 @@ func (v *checker) general(c *Config) {
 			v.add("listen.redirect_port", "redirects plain HTTP to HTTPS, which needs tls.cert_file and tls.key_file; set them or set redirect_port to 0")
 		}
 	}
+	for _, p := range c.Listen.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			v.add("listen.trusted_proxies", "%q is not a CIDR (10.0.0.0/8) or an IP address", p)
+		}
+	}
 	switch {
 	case c.TLS.CertFile != "" && c.TLS.KeyFile == "":
 		v.add("tls.key_file", "required when tls.cert_file is set: set both to serve HTTPS, or neither for plain HTTP")
@@ -369,6 +374,9 @@ func (v *checker) auth(a *Auth, instructors []string) {
 	r := a.Regulation
 	if r.MaxFailures < 1 {
 		v.add("auth.regulation.max_failures", "%d must be at least 1 (failed logins before a ban)", r.MaxFailures)
+	}
+	if r.AccountMaxFailures < r.MaxFailures {
+		v.add("auth.regulation.account_max_failures", "%d must be at least max_failures (%d)", r.AccountMaxFailures, r.MaxFailures)
 	}
 	v.positive("auth.regulation.window", r.Window)
 	v.positive("auth.regulation.ban", r.Ban)

@@ -30,6 +30,11 @@ type Identity struct {
 	// Renew, when set, replaces the request's access cookie (one past half
 	// its life) on the answer.
 	Renew *http.Cookie
+	// Session names the login session the request came with (its hash,
+	// store.HashSessionID, never the cookie value); empty for tokens. A
+	// websocket remembers it so that logging that session out closes it
+	// (CloseSession).
+	Session string
 }
 
 // Identifier names the user behind a request to server's pages: by the
@@ -244,7 +249,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	st.in = r
 	if upgrade {
-		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, server: name}
+		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, session: who.Session, server: name}
 		w = &st.ww
 	} else if who.Renew != nil {
 		http.SetCookie(w, who.Renew)

@@ -44,10 +44,11 @@ var namer = func() *identity.Namer {
 
 // identities maps access cookie values to identities.
 var identities = fakeIdentifier{
-	"s-alice": {User: "alice", Via: "session"},
-	"s-bob":   {User: "bob", Via: "session"},
-	"s-ab":    {User: "ab", Via: "session"},
-	"s-admin": {User: "prof", Admin: true, Via: "session"},
+	"s-alice":   {User: "alice", Via: "session", Session: "sk-alice"},
+	"s-alice-2": {User: "alice", Via: "session", Session: "sk-alice-2"},
+	"s-bob":     {User: "bob", Via: "session"},
+	"s-ab":      {User: "ab", Via: "session"},
+	"s-admin":   {User: "prof", Admin: true, Via: "session"},
 	// Access cookies as the hub mints them: each opens one server.
 	"c-admin-for-bob": {User: "prof", Admin: true, Via: "session", Server: "bob"},
 	"c-alice-for-alice": {User: "alice", Via: "session", Server: "alice",

@@ -33,6 +33,7 @@ type wsWriter struct {
 	http.ResponseWriter
 	p        *Proxy
 	who      string // identity holding the connection (revocation key)
+	session  string // login session that opened it, if any (Identity.Session)
 	server   string // owner of the server (activity key)
 	hijacked bool
 }
@@ -45,7 +46,7 @@ func (w *wsWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.hijacked = true
-	tc := &trackedConn{Conn: conn, p: w.p, who: w.who, server: w.server}
+	tc := &trackedConn{Conn: conn, p: w.p, who: w.who, session: w.session, server: w.server}
 	tc.last.Store(w.p.now().UnixNano())
 	if !w.p.ws.add(tc) {
 		conn.Close()
@@ -59,10 +60,11 @@ func (w *wsWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // can be slipped in between two frames instead of into the middle of one.
 type trackedConn struct {
 	net.Conn
-	p      *Proxy
-	who    string
-	server string
-	last   atomic.Int64 // unix nanos of the last activity report
+	p       *Proxy
+	who     string
+	session string
+	server  string
+	last    atomic.Int64 // unix nanos of the last activity report
 
 	mu     sync.Mutex // serialises writes with CloseWith
 	frames frameTracker
@@ -212,15 +214,17 @@ func (f *frameTracker) feed(b []byte) {
 	}
 }
 
-// registry holds the hijacked websocket connections by identity, so that a
-// revoked user's connections can be cut and shutdown can say goodbye;
+// registry holds the hijacked websocket connections by identity and by
+// login session, so that a revoked user's or a logged-out session's
+// connections can be cut and shutdown can say goodbye;
 // http.Server.Shutdown does not track hijacked connections.
 type registry struct {
-	mu       sync.Mutex
-	byUser   map[string]map[*trackedConn]struct{}
-	n        atomic.Int64
-	shutdown bool
-	empty    chan struct{} // closed and replaced when n drops to zero during shutdown
+	mu        sync.Mutex
+	byUser    map[string]map[*trackedConn]struct{}
+	bySession map[string]map[*trackedConn]struct{}
+	n         atomic.Int64
+	shutdown  bool
+	empty     chan struct{} // closed and replaced when n drops to zero during shutdown
 }
 
 func (r *registry) add(c *trackedConn) bool {
@@ -231,15 +235,23 @@ func (r *registry) add(c *trackedConn) bool {
 	}
 	if r.byUser == nil {
 		r.byUser = make(map[string]map[*trackedConn]struct{})
+		r.bySession = make(map[string]map[*trackedConn]struct{})
 	}
-	set := r.byUser[c.who]
-	if set == nil {
-		set = make(map[*trackedConn]struct{})
-		r.byUser[c.who] = set
+	addTo(r.byUser, c.who, c)
+	if c.session != "" {
+		addTo(r.bySession, c.session, c)
 	}
-	set[c] = struct{}{}
 	r.n.Add(1)
 	return true
+}
+
+func addTo(m map[string]map[*trackedConn]struct{}, k string, c *trackedConn) {
+	set := m[k]
+	if set == nil {
+		set = make(map[*trackedConn]struct{})
+		m[k] = set
+	}
+	set[c] = struct{}{}
 }
 
 func (r *registry) remove(c *trackedConn) {
@@ -253,16 +265,26 @@ func (r *registry) remove(c *trackedConn) {
 	if len(set) == 0 {
 		delete(r.byUser, c.who)
 	}
+	if ss := r.bySession[c.session]; ss != nil {
+		delete(ss, c)
+		if len(ss) == 0 {
+			delete(r.bySession, c.session)
+		}
+	}
 	if r.n.Add(-1) == 0 && r.empty != nil {
 		close(r.empty)
 		r.empty = nil
 	}
 }
 
-func (r *registry) take(user string) []*trackedConn {
+// take lists the connections of user (bySession false) or of a session.
+func (r *registry) take(key string, bySession bool) []*trackedConn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	set := r.byUser[user]
+	set := r.byUser[key]
+	if bySession {
+		set = r.bySession[key]
+	}
 	out := make([]*trackedConn, 0, len(set))
 	for c := range set {
 		out = append(out, c)
@@ -275,10 +297,25 @@ func (r *registry) take(user string) []*trackedConn {
 // when a user is blocked or deleted: their plain HTTP requests are refused by
 // the Identifier, but an open websocket would otherwise live on.
 func (p *Proxy) CloseUser(user string) int {
-	conns := p.ws.take(user)
+	conns := p.ws.take(user, false)
 	closeAll(conns, closePolicyViolation, "access revoked")
 	if len(conns) > 0 {
 		p.log.Info("closed websockets of revoked user", "user", user, "count", len(conns))
+	}
+	return len(conns)
+}
+
+// CloseSession closes, with close code 1008, every open websocket opened
+// with the login session named session (Identity.Session), and returns how
+// many it closed: logging out ends the session's connections too.
+func (p *Proxy) CloseSession(session string) int {
+	if session == "" {
+		return 0
+	}
+	conns := p.ws.take(session, true)
+	closeAll(conns, closePolicyViolation, "logged out")
+	if len(conns) > 0 {
+		p.log.Info("closed websockets of a logged-out session", "count", len(conns))
 	}
 	return len(conns)
 }

@@ -189,10 +189,11 @@ func (c *Cache) DropUser(user string) {
 	c.mu.Unlock()
 }
 
-// DropSession forgets one session (logout), named by its cookie value.
-func (c *Cache) DropSession(id string) {
+// DropSession forgets one session (logout), named by its hash
+// (store.HashSessionID), which is also what revocation messages carry.
+func (c *Cache) DropSession(hash string) {
 	c.mu.Lock()
-	delete(c.entries, "s:"+store.HashSessionID(id))
+	delete(c.entries, "s:"+hash)
 	c.mu.Unlock()
 }
 

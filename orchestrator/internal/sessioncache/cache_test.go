@@ -102,3 +102,24 @@ func TestSessionCacheFailsClosedWhenConfigured(t *testing.T) {
 		t.Fatal("fail-closed cache served a session while Redis is down")
 	}
 }
+
+// A logout names the session by its hash; the cache drops that session,
+// reads the store again for it, and keeps serving everything else.
+func TestSessionCacheDropsOneSessionByItsHash(t *testing.T) {
+	fs := &flakyStore{}
+	c := New(fs, time.Hour, time.Hour, 30*time.Second, "sid")
+	id, ok := c.Identify(reqWith("good"))
+	if !ok || id.SessionHash != store.HashSessionID("good") {
+		t.Fatalf("identity %+v: want the session's hash as SessionHash", id)
+	}
+	c.DropSession(store.HashSessionID("other"))
+	c.Identify(reqWith("good"))
+	if fs.reads != 1 {
+		t.Fatalf("dropping another session cost a store read: %d", fs.reads)
+	}
+	c.DropSession(id.SessionHash)
+	c.Identify(reqWith("good"))
+	if fs.reads != 2 {
+		t.Fatalf("after DropSession the session was not read again: %d reads", fs.reads)
+	}
+}

@@ -129,7 +129,7 @@ func (i ProxyIdentifier) fromCookie(ctx context.Context, r *http.Request, server
 		return proxy.Identity{}, false
 	}
 	_, all := ServerAccess(id)
-	who := proxy.Identity{User: id.User, Admin: all, Via: id.Via, Server: cl.Server}
+	who := proxy.Identity{User: id.User, Admin: all, Via: id.Via, Server: cl.Server, Session: cl.Session}
 	if cl.Server == server && cl.Expires.Sub(i.Access.now()) < accessCookieTTL/2 {
 		if ck, err := i.Access.mint(cl.User, cl.Server, cl.Session); err == nil {
 			who.Renew = ck

@@ -389,7 +389,12 @@ func (s *Server) apiPatchUser(c echo.Context) error {
 		}
 		u.Admin = *body.Admin
 	}
+	// Taking a user off the allow list ends their sessions, as blocking
+	// does: whatever still admits them (admin, an allowed group, allow_all)
+	// is decided again at their next login.
+	disallowNow := false
 	if body.Allowed != nil {
+		disallowNow = !*body.Allowed && u.Allowed
 		u.Allowed = *body.Allowed
 	}
 	blockNow := false
@@ -404,9 +409,9 @@ func (s *Server) apiPatchUser(c echo.Context) error {
 		return err
 	}
 	s.event(ctx, "user-changed", name, id.Actor(), fmt.Sprintf("admin=%v blocked=%v allowed=%v", u.Admin, u.Blocked, u.Allowed))
-	if blockNow || body.Admin != nil {
+	if blockNow || disallowNow || body.Admin != nil {
 		// Cached identities carry the admin flag: drop them either way.
-		if err := s.Revoke(ctx, name); err != nil && blockNow {
+		if err := s.Revoke(ctx, name); err != nil && (blockNow || disallowNow) {
 			return err
 		}
 	}

@@ -78,6 +78,12 @@ type Regulator interface {
 	Succeeded(ctx context.Context, user, ip string) error
 }
 
+// FailureLog decides which failed logins are recorded as events of their
+// own (auth.FailureLog), so a flood of them cannot flush the event log.
+type FailureLog interface {
+	Note(ctx context.Context, user, ip string) (auth.FailureVerdict, error)
+}
+
 // Namer turns a raw login or path name into the canonical username.
 type Namer interface {
 	Canonical(raw string) (string, error)
@@ -89,10 +95,12 @@ type Servers interface {
 	Stop(ctx context.Context, user, reason string) error
 }
 
-// UserProxy forwards /user/NAME/ traffic and can cut a user's websockets.
+// UserProxy forwards /user/NAME/ traffic and can cut a user's or a login
+// session's websockets.
 type UserProxy interface {
 	http.Handler
 	CloseUser(user string) int
+	CloseSession(session string) int
 }
 
 // Checker reports the health of one dependency.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -48,14 +47,6 @@ func (s *Server) countLogin(outcome string) {
 
 const msgBadLogin = "Invalid username or password. After several failed attempts, logins for that name are paused for a few minutes."
 
-func clientIP(c echo.Context) string {
-	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
-	if err != nil {
-		return c.Request().RemoteAddr
-	}
-	return host
-}
-
 func (s *Server) loginSubmit(c echo.Context) error {
 	ctx := c.Request().Context()
 	next := safeNext(c.FormValue("next"), "")
@@ -70,12 +61,12 @@ func (s *Server) loginSubmit(c echo.Context) error {
 		s.countLogin(loginBadCredentials)
 		return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 	}
-	ip := clientIP(c)
+	ip := clientAddr(c.Request(), s.o.TrustedProxies)
 	if s.d.Regulator != nil {
 		if err := s.d.Regulator.Allowed(ctx, user, ip); err != nil {
 			if errors.Is(err, auth.ErrBanned) {
 				s.countLogin(loginBanned)
-				s.event(ctx, "login-failed", user, "", "login refused: too many failures")
+				s.loginFailed(ctx, user, ip, "login refused: too many failures")
 				return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 			}
 			return s.loginUnavailable(c, next, raw, err)
@@ -90,7 +81,7 @@ func (s *Server) loginSubmit(c echo.Context) error {
 				}
 			}
 			s.countLogin(loginBadCredentials)
-			s.event(ctx, "login-failed", user, "", "wrong username or password")
+			s.loginFailed(ctx, user, ip, "wrong username or password")
 			return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 		}
 		return s.loginUnavailable(c, next, raw, err)
@@ -143,6 +134,25 @@ func (s *Server) loginXSRFName() string {
 // (and, over plain HTTP, send next to the new one) until it expires.
 func (s *Server) legacySessionCookie() *http.Cookie {
 	return s.cookie(strings.TrimPrefix(s.o.CookieName, securePrefix), "", "/", -1, http.SameSiteLaxMode)
+}
+
+// loginFailed records a failed or refused login as an event, unless
+// FailedLogins says it is one of a flood that is only counted.
+func (s *Server) loginFailed(ctx context.Context, user, ip, msg string) {
+	msg += " (from " + ip + ")"
+	if s.d.FailedLogins != nil {
+		v, err := s.d.FailedLogins.Note(ctx, user, ip)
+		if err != nil {
+			s.log.Warn("failed-login counting unavailable", "err", err)
+		}
+		if !v.Record {
+			return
+		}
+		if v.Message != "" {
+			msg = v.Message
+		}
+	}
+	s.event(ctx, "login-failed", user, "", msg)
 }
 
 func (s *Server) loginUnavailable(c echo.Context, next, raw string, err error) error {

@@ -221,6 +221,7 @@ func (c *cell) revoke(t *testing.T, h *realHub) {
 		}
 		req, _ := http.NewRequest(m, h.ts.URL+path, nil)
 		req.AddCookie(&http.Cookie{Name: hubCookieName, Value: c.revoked.ID})
+		req.Header.Set("X-XSRFToken", c.revoked.XSRF)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

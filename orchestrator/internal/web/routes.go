@@ -17,7 +17,7 @@ func (s *Server) routes() {
 	// pages
 	e.GET("/hub/login", s.loginPage)
 	e.POST("/hub/login", s.loginSubmit)
-	e.GET("/hub/logout", s.logout)
+	e.GET("/hub/logout", s.logoutPage)
 	e.POST("/hub/logout", s.logout)
 	e.GET("/hub/home", s.homePage, s.requireLogin)
 	e.GET("/hub/spawn-pending/:name", s.spawnPendingPage, s.requireLogin)

@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -50,11 +51,18 @@ type Options struct {
 	// Services are API clients that are no users (JupyterHub's services),
 	// identified by their tokens and limited to their scopes.
 	Services []Service
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client address login regulation counts.
+	TrustedProxies []netip.Prefix
 }
 
 // cachePrefix marks a revocation message that only drops cached identities
 // (a deleted API token) without closing the user's connections.
 const cachePrefix = "cache:"
+
+// sessionPrefix marks a revocation message that ends one login session
+// (logout), named by its hash, and closes its websockets.
+const sessionPrefix = "session:"
 
 // Deps are the collaborators the handlers call.
 type Deps struct {
@@ -62,9 +70,11 @@ type Deps struct {
 	Auth      Authenticator
 	Policy    Admitter
 	Regulator Regulator
-	Namer     Namer
-	Servers   Servers
-	Proxy     UserProxy
+	// FailedLogins bounds the events failed logins write; nil records each.
+	FailedLogins FailureLog
+	Namer        Namer
+	Servers      Servers
+	Proxy        UserProxy
 	// Sessions identifies requests; cmd shares it with the proxy.
 	Sessions *sessioncache.Cache
 	// Jobs drives cull, archive and reconcile from the API; nil disables
@@ -109,6 +119,7 @@ type Server struct {
 	// announce caches the announcement for announceTTL, so page views do
 	// not each read Redis.
 	announce atomic.Pointer[cachedAnnouncement]
+	healthC  healthCache
 }
 
 // New builds the server; it does not listen.
@@ -186,8 +197,9 @@ func (s *Server) Revoke(ctx context.Context, user string) error {
 	return s.d.Store.PublishRevoke(ctx, user)
 }
 
-// DropLocal forgets cached sessions and closes open websockets of user on
-// this replica; the revocation subscriber calls it for every message.
+// DropLocal forgets cached sessions and closes open websockets of user (or
+// of one session, for a logout) on this replica; the revocation subscriber
+// calls it for every message.
 func (s *Server) DropLocal(user string) {
 	if user == "*" {
 		s.sessions.DropAll()
@@ -195,6 +207,13 @@ func (s *Server) DropLocal(user string) {
 	}
 	if u, ok := strings.CutPrefix(user, cachePrefix); ok {
 		s.sessions.DropUser(u)
+		return
+	}
+	if key, ok := strings.CutPrefix(user, sessionPrefix); ok {
+		s.sessions.DropSession(key)
+		if s.d.Proxy != nil {
+			s.d.Proxy.CloseSession(key)
+		}
 		return
 	}
 	s.sessions.DropUser(user)

@@ -56,8 +56,9 @@ func (f *fakeServers) Stop(ctx context.Context, user, reason string) error {
 }
 
 type fakeProxy struct {
-	mu     sync.Mutex
-	closed []string
+	mu             sync.Mutex
+	closed         []string
+	closedSessions []string
 }
 
 func (p *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +68,12 @@ func (p *fakeProxy) CloseUser(user string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = append(p.closed, user)
+	return 1
+}
+func (p *fakeProxy) CloseSession(session string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closedSessions = append(p.closedSessions, session)
 	return 1
 }
 
