@@ -141,8 +141,12 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AdminAccess:   cfg.Auth.AdminAccess,
 		CookieName:    cfg.Session.CookieName,
 		Logger:        log.With("component", "proxy"),
-		ErrNotRunning: spawner.ErrNotRunning,
-		Namer:         namer,
+		ErrNotRunning:  spawner.ErrNotRunning,
+		Namer:          namer,
+		PublicURL:      cfg.PublicURL,
+		AllowedOrigins: cfg.Proxy.AllowedOrigins,
+		MaxWebsockets:  cfg.Proxy.MaxWebsocketsPerUser,
+		MaxRequests:    cfg.Proxy.MaxRequestsPerUser,
 	})
 
 	secure := cfg.TLS.CertFile != "" || strings.HasPrefix(cfg.PublicURL, "https://")
