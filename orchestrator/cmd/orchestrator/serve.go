@@ -138,9 +138,9 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	sessions := sessioncache.New(st, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime, 30*time.Second, cfg.Session.CookieName)
 	access := &store.AccessEvents{Store: st, Log: log}
 	px = proxy.New(web.ProxyIdentifier{Cache: sessions}, mgr, act, access, proxy.Options{
-		AdminAccess:   cfg.Auth.AdminAccess,
-		CookieName:    cfg.Session.CookieName,
-		Logger:        log.With("component", "proxy"),
+		AdminAccess:    cfg.Auth.AdminAccess,
+		CookieName:     cfg.Session.CookieName,
+		Logger:         log.With("component", "proxy"),
 		ErrNotRunning:  spawner.ErrNotRunning,
 		Namer:          namer,
 		PublicURL:      cfg.PublicURL,
