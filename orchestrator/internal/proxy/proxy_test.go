@@ -166,7 +166,7 @@ type env struct {
 	client *http.Client
 }
 
-func newEnv(t *testing.T, adminAccess bool) *env {
+func newEnv(t *testing.T, adminAccess bool, opts ...func(*proxy.Options)) *env {
 	t.Helper()
 	e := &env{t: t, acc: &fakeAccess{}, act: &fakeActivity{}, clock: testsupport.NewClock(time.Date(2025, 1, 6, 9, 0, 0, 0, time.UTC))}
 	e.up = httptest.NewServer(http.HandlerFunc(e.upstream))
@@ -177,14 +177,18 @@ func newEnv(t *testing.T, adminAccess bool) *env {
 		next:       map[string]string{},
 		notRunning: map[string]bool{},
 	}
-	e.p = proxy.New(identities, e.res, e.act, e.acc, proxy.Options{
+	o := proxy.Options{
 		AdminAccess:   adminAccess,
 		CookieName:    hubCookie,
 		ErrNotRunning: errNotRunning,
 		Clock:         e.clock.Now,
 		Logger:        quiet,
 		Namer:         namer,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	e.p = proxy.New(identities, e.res, e.act, e.acc, o)
 	e.srv = httptest.NewServer(e.p)
 	t.Cleanup(e.srv.Close)
 	e.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -195,7 +199,9 @@ func newEnv(t *testing.T, adminAccess bool) *env {
 func (e *env) upstream(w http.ResponseWriter, r *http.Request) {
 	e.hits.Add(1)
 	if strings.HasSuffix(r.URL.Path, "/ws") {
-		c, err := websocket.Accept(w, r, nil)
+		// As Jupyter does for a token-authenticated request, the server
+		// leaves the Origin check to the proxy.
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 		if err != nil {
 			return
 		}
