@@ -61,50 +61,65 @@ func (p *originPolicy) crossOrigin(r *http.Request, viaToken bool) string {
 	}
 }
 
-// sameOrigin reports whether origin is the hub's: the configured public
-// URL, an extra allowed origin, or the origin the request itself was sent
-// to (its Host with the scheme it arrived by, as the web layer derives its
-// public URL when none is configured). Matching the request's own Host is
-// safe: a browser sets Host to the site it talks to and Origin to the page
-// that talks, so they agree only for a same-origin page.
+// sameOrigin reports whether origin is the hub's: the origin the request
+// itself was sent to (its Host with the scheme it arrived by, as the web
+// layer derives its public URL when none is configured), the configured
+// public URL, or an extra allowed origin. Matching the request's own Host
+// is safe: a browser sets Host to the site it talks to and Origin to the
+// page that talks, so they agree only for a same-origin page. The common
+// case allocates nothing.
 func (p *originPolicy) sameOrigin(r *http.Request, origin string) bool {
-	n, ok := normalOrigin(origin)
+	scheme, host, ok := splitOrigin(origin)
 	if !ok {
 		return false // "null" (sandboxed frames, file:) and garbage
 	}
-	if _, ok := p.allowed[n]; ok {
+	if strings.EqualFold(scheme, requestScheme(r)) && strings.EqualFold(host, stripDefaultPort(scheme, r.Host)) {
 		return true
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	} else if fp := r.Header.Get("X-Forwarded-Proto"); fp != "" {
-		// Set by a TLS-terminating proxy in front; a foreign page cannot
-		// set it on a websocket or a form post.
-		scheme = strings.ToLower(strings.TrimSpace(fp))
+	if len(p.allowed) == 0 {
+		return false
 	}
-	own, ok := normalOrigin(scheme + "://" + r.Host)
-	return ok && own == n
+	_, ok = p.allowed[strings.ToLower(scheme+"://"+host)]
+	return ok
 }
 
-// normalOrigin lowers scheme and host and drops the scheme's default port,
-// so that https://Hub.example.edu:443 and https://hub.example.edu compare
-// equal. Only http and https origins without path, user or query qualify.
+// requestScheme is the scheme the browser used: https when the hub serves
+// TLS itself, else what a TLS-terminating proxy in front says (a foreign
+// page cannot set X-Forwarded-Proto on a websocket or a form post).
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if fp := r.Header.Get("X-Forwarded-Proto"); fp != "" {
+		return strings.TrimSpace(fp)
+	}
+	return "http"
+}
+
+// splitOrigin splits an http or https origin into scheme and host, the
+// scheme's default port dropped, so that https://Hub.example.edu:443 and
+// https://hub.example.edu compare equal. An origin with path, user or
+// query does not qualify.
+func splitOrigin(o string) (scheme, host string, ok bool) {
+	scheme, host, ok = strings.Cut(o, "://")
+	if !ok || host == "" || strings.ContainsAny(host, "/?#@ ") ||
+		!strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
+		return "", "", false
+	}
+	return scheme, stripDefaultPort(scheme, host), true
+}
+
+func stripDefaultPort(scheme, host string) string {
+	if strings.EqualFold(scheme, "https") {
+		return strings.TrimSuffix(host, ":443")
+	}
+	return strings.TrimSuffix(host, ":80")
+}
+
+// normalOrigin is an origin's key in originPolicy.allowed.
 func normalOrigin(o string) (string, bool) {
-	scheme, host, ok := strings.Cut(o, "://")
-	if !ok || host == "" || strings.ContainsAny(host, "/?#@ ") {
-		return "", false
-	}
-	scheme, host = strings.ToLower(scheme), strings.ToLower(host)
-	switch scheme {
-	case "http":
-		host = strings.TrimSuffix(host, ":80")
-	case "https":
-		host = strings.TrimSuffix(host, ":443")
-	default:
-		return "", false
-	}
-	return scheme + "://" + host, true
+	scheme, host, ok := splitOrigin(o)
+	return strings.ToLower(scheme + "://" + host), ok
 }
 
 // quoteShort quotes a client-supplied value for an error message, cut so
