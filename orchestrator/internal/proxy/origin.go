@@ -41,7 +41,9 @@ func safeMethod(m string) bool {
 // CORS preflight the user server does not grant), so, as JupyterHub does
 // for its XSRF check, it is exempt.
 func (p *originPolicy) crossOrigin(r *http.Request, viaToken bool) string {
-	if viaToken || safeMethod(r.Method) && r.Header.Get("Upgrade") == "" {
+	// Header maps are indexed by canonical keys directly: this runs on
+	// every request.
+	if viaToken || safeMethod(r.Method) && len(r.Header["Upgrade"]) == 0 {
 		return ""
 	}
 	if origin, ok := r.Header["Origin"]; ok {
@@ -53,7 +55,7 @@ func (p *originPolicy) crossOrigin(r *http.Request, viaToken bool) string {
 	// No Origin: an older browser, or no browser at all. Fetch metadata
 	// tells where a browser's request comes from; a sibling host under the
 	// same registrable domain is "same-site", exactly the attacker to stop.
-	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	switch site := firstValue(r.Header["Sec-Fetch-Site"]); site {
 	case "", "same-origin", "none":
 		return ""
 	default:
@@ -90,10 +92,17 @@ func requestScheme(r *http.Request) string {
 	if r.TLS != nil {
 		return "https"
 	}
-	if fp := r.Header.Get("X-Forwarded-Proto"); fp != "" {
+	if fp := firstValue(r.Header["X-Forwarded-Proto"]); fp != "" {
 		return strings.TrimSpace(fp)
 	}
 	return "http"
+}
+
+func firstValue(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 // splitOrigin splits an http or https origin into scheme and host, the
