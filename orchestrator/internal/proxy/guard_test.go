@@ -269,6 +269,7 @@ func TestHostileResponseHeadersStripped(t *testing.T) {
 		"=" + hubCookie + "=forged; Path=/user/alice/",
 		"= " + hubCookie + "=forged",
 		"==" + hubCookie + "=forged",
+		hubCookie + "; Path=/user/alice/",
 		"__Host-" + hubCookie + "=forged; Path=/; Secure",
 		"__Secure-" + hubCookie + "=forged; Path=/user/alice/; Secure",
 		"x=1; Path=/",
