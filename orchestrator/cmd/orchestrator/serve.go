@@ -160,6 +160,10 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Logger:           log.With("component", "proxy"),
 		ErrNotRunning:    spawner.ErrNotRunning,
 		Namer:            namer,
+		PublicURL:        cfg.PublicURL,
+		AllowedOrigins:   cfg.Proxy.AllowedOrigins,
+		MaxWebsockets:    cfg.Proxy.MaxWebsocketsPerUser,
+		MaxRequests:      cfg.Proxy.MaxRequestsPerUser,
 	})
 
 	srv = web.New(web.Options{

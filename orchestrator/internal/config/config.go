@@ -35,6 +35,7 @@ type Config struct {
 	Storage   Storage   `yaml:"storage"`
 	Auth      Auth      `yaml:"auth"`
 	Session   Session   `yaml:"session"`
+	Proxy     Proxy     `yaml:"proxy"`
 	Lifecycle Lifecycle `yaml:"lifecycle"`
 	Services  []Service `yaml:"services" help:"API clients that are no users (JupyterHub's services), e.g. jupyterhub-idle-culler: a list of {name, api_token_file, scopes: [JupyterHub 5 scopes]}; each authenticates with the token in its file and may do what its scopes allow."`
 }
@@ -194,6 +195,13 @@ type Session struct {
 	MaxLifetime time.Duration `yaml:"max_lifetime" help:"A session ends this long after login regardless of use (replaces c.JupyterHub.cookie_max_age_days; 168h = 7 days)."`
 }
 
+// Proxy guards the /user/ reverse proxy.
+type Proxy struct {
+	AllowedOrigins       []string `yaml:"allowed_origins" help:"Origins (scheme://host[:port]) besides the hub's own (public_url, or the address a request was sent to) whose pages may open websockets to and send POST/PUT/PATCH/DELETE to /user/NAME/; any other Origin, and Sec-Fetch-Site cross-site or same-site, is refused (403)."`
+	MaxWebsocketsPerUser int      `yaml:"max_websockets_per_user" help:"Proxied websockets (kernels, terminals) one user may hold open on one replica; beyond it 429. 0 = no cap."`
+	MaxRequestsPerUser   int      `yaml:"max_requests_per_user" help:"Proxied HTTP requests of one user in flight at once on one replica; beyond it 429. 0 = no cap."`
+}
+
 // Lifecycle holds the scheduled jobs.
 type Lifecycle struct {
 	Cull      Cull                `yaml:"cull"`
@@ -288,6 +296,7 @@ func Default() Config {
 			},
 		},
 		Session: Session{CookieName: "swarmhub-session", IdleTimeout: 8 * time.Hour, MaxLifetime: 168 * time.Hour},
+		Proxy:   Proxy{MaxWebsocketsPerUser: 64, MaxRequestsPerUser: 128},
 		Lifecycle: Lifecycle{
 			Cull: Cull{
 				Enabled: true, Schedule: "@every 1m", Timeout: 15 * time.Minute,

@@ -97,6 +97,7 @@ func (c *Config) Validate() error {
 	v.auth(&c.Auth, c.Notebook.InstructorUsers)
 	v.secrets(c)
 	v.session(&c.Session)
+	v.proxy(&c.Proxy)
 	v.lifecycle(&c.Lifecycle)
 	v.services(c.Services)
 	if len(v.errs) == 0 {
@@ -590,6 +591,24 @@ func (v *checker) port(key string, p int) {
 func (v *checker) atLeastOne(key string, n int) {
 	if n < 1 {
 		v.add(key, "%d must be at least 1", n)
+	}
+}
+
+func (v *checker) proxy(p *Proxy) {
+	for i, o := range p.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			v.add(fmt.Sprintf("proxy.allowed_origins[%d]", i), "%q is not an origin; write scheme and host only, like https://lab.example.edu", o)
+		}
+	}
+	for _, c := range []struct {
+		key string
+		n   int
+	}{{"proxy.max_websockets_per_user", p.MaxWebsocketsPerUser}, {"proxy.max_requests_per_user", p.MaxRequestsPerUser}} {
+		if c.n < 0 || c.n > 1<<20 {
+			v.add(c.key, "%d is out of range; give 0 (no cap) up to 1048576", c.n)
+		}
 	}
 }
 

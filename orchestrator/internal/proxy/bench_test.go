@@ -18,6 +18,8 @@ import (
 // proxy pays, which separates this package's own cost from HTTP's. Client,
 // proxy and upstream share the machine's cores here, so the ratio is far
 // below what a proxy in front of a real (Python) Jupyter server shows.
+// "proxied-post" is a same-origin POST, which passes the Origin check; the
+// proxy runs with the default per-user caps.
 func BenchmarkProxyHTTP(b *testing.B) {
 	body := []byte(`{"started":"2025-01-06T09:00:00Z","last_activity":"2025-01-06T09:01:00Z","connections":1,"kernels":1}`)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -26,7 +28,8 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	}))
 	defer up.Close()
 	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
-	p := proxy.New(identities, res, &fakeActivity{}, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
+	p := proxy.New(identities, res, &fakeActivity{}, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer,
+		MaxWebsockets: 64, MaxRequests: 128})
 	front := httptest.NewServer(p)
 	defer front.Close()
 	target, _ := url.Parse(up.URL)
@@ -35,15 +38,16 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	bare := httptest.NewServer(bareRP)
 	defer bare.Close()
 
-	run := func(b *testing.B, base string) {
+	run := func(b *testing.B, method, base string) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr}
 		target := base + "/user/alice/api/status"
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
-			req, _ := http.NewRequest(http.MethodGet, target, nil)
+			req, _ := http.NewRequest(method, target, nil)
 			req.Header.Set("Cookie", "_xsrf=2|abcdef; "+accessCookie+"=s-alice")
+			req.Header.Set("Origin", base)
 			for pb.Next() {
 				resp, err := client.Do(req)
 				if err != nil {
@@ -59,7 +63,8 @@ func BenchmarkProxyHTTP(b *testing.B) {
 			}
 		})
 	}
-	b.Run("direct", func(b *testing.B) { run(b, up.URL) })
-	b.Run("bare", func(b *testing.B) { run(b, bare.URL) })
-	b.Run("proxied", func(b *testing.B) { run(b, front.URL) })
+	b.Run("direct", func(b *testing.B) { run(b, http.MethodGet, up.URL) })
+	b.Run("bare", func(b *testing.B) { run(b, http.MethodGet, bare.URL) })
+	b.Run("proxied", func(b *testing.B) { run(b, http.MethodGet, front.URL) })
+	b.Run("proxied-post", func(b *testing.B) { run(b, http.MethodPost, front.URL) })
 }

@@ -89,6 +89,14 @@ type Options struct {
 	// /user/NAME/): it identifies browsers here, is never sent upstream and
 	// cannot be set by a user server.
 	ServerCookieName string
+	// PublicURL's origin and AllowedOrigins may send websocket upgrades
+	// and unsafe methods, besides the origin each request is addressed to.
+	PublicURL      string
+	AllowedOrigins []string
+	// Per-user caps on open websockets and on plain requests in flight;
+	// 0 = no cap.
+	MaxWebsockets int
+	MaxRequests   int
 }
 
 // accessEvery bounds admin_access events to one per admin and user.
@@ -106,6 +114,10 @@ type Proxy struct {
 	rp   *httputil.ReverseProxy
 	ws   registry
 	seen accessLog
+
+	origins originPolicy
+	limits  userLimits
+	warned  sync.Map // warnKey -> struct{}: what warnOnce logged
 }
 
 type noActivity struct{}
@@ -137,6 +149,8 @@ func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, 
 		acc = noAccess{}
 	}
 	p := &Proxy{id: id, res: res, act: act, acc: acc, o: o, log: o.Logger, now: o.Clock}
+	p.origins = newOriginPolicy(o.PublicURL, o.AllowedOrigins)
+	p.limits.maxWS, p.limits.maxReq = int32(o.MaxWebsockets), int32(o.MaxRequests)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      o.Transport,
@@ -215,7 +229,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	for _, ck := range []string{p.o.CookieName, p.o.ServerCookieName} {
+		if ck != "" && sessionCookies(r, ck) > 1 {
+			writeRefusal(w, http.StatusBadRequest, "refused: this request carries two "+ck+
+				" cookies, one of them planted by another site; clear this site's cookies in your browser and log in again")
+			return
+		}
+	}
 	who, ok := p.identify(r, name)
+	if why := p.origins.crossOrigin(r, who.Via == "token"); ok && why != "" {
+		writeRefusal(w, http.StatusForbidden, "refused: "+why+"; open "+name+"'s server from the hub's own address "+
+			"(an admin can allow another site in proxy.allowed_origins)")
+		return
+	}
 	switch {
 	case !ok:
 		if isNavigation(r) {
@@ -232,6 +258,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case who.User != name && p.seen.first(who.User, name, p.now()):
 		p.acc.AdminAccess(who.User, name)
 	}
+	upgrade := r.Header.Get("Upgrade") != ""
+	slot, ok := p.limits.acquire(who.User, upgrade)
+	if !ok {
+		p.tooMany(w, who.User, upgrade)
+		return
+	}
+	defer release(slot)
 
 	addr, token, err := p.res.Target(r.Context(), name)
 	if err != nil {
@@ -242,7 +275,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	st := &upstream{server: name, addr: addr, token: token}
 	ctx := context.WithValue(r.Context(), ctxKey{}, st)
-	upgrade := r.Header.Get("Upgrade") != ""
 	if upgrade {
 		ctx = withQuickAck(ctx)
 	}
@@ -374,30 +406,10 @@ func containsFold(s, sub string) bool {
 	return false
 }
 
-// modifyResponse drops any Set-Cookie by which a user server would overwrite
-// the hub's session cookie or an access cookie: all servers share the hub's
-// origin.
+// modifyResponse drops the headers by which a user server would act on
+// the hub: all servers share the hub's origin.
 func (p *Proxy) modifyResponse(res *http.Response) error {
-	sc := res.Header["Set-Cookie"]
-	if len(sc) == 0 || p.o.CookieName == "" {
-		return nil
-	}
-	kept := sc[:0]
-	for _, v := range sc {
-		n, _, _ := strings.Cut(v, "=")
-		if n = strings.TrimSpace(n); strings.EqualFold(n, p.o.CookieName) || strings.EqualFold(n, p.o.ServerCookieName) {
-			if st := upstreamOf(res.Request); st != nil {
-				p.log.Warn("dropped a user server's attempt to set the hub cookie", "user", st.server)
-			}
-			continue
-		}
-		kept = append(kept, v)
-	}
-	if len(kept) == 0 {
-		delete(res.Header, "Set-Cookie")
-	} else {
-		res.Header["Set-Cookie"] = kept
-	}
+	p.stripHostileHeaders(res)
 	return nil
 }
 

@@ -175,7 +175,7 @@ type env struct {
 	client *http.Client
 }
 
-func newEnv(t *testing.T, adminAccess bool) *env {
+func newEnv(t *testing.T, adminAccess bool, opts ...func(*proxy.Options)) *env {
 	t.Helper()
 	e := &env{t: t, acc: &fakeAccess{}, act: &fakeActivity{}, clock: testsupport.NewClock(time.Date(2025, 1, 6, 9, 0, 0, 0, time.UTC))}
 	e.up = httptest.NewServer(http.HandlerFunc(e.upstream))
@@ -186,7 +186,7 @@ func newEnv(t *testing.T, adminAccess bool) *env {
 		next:       map[string]string{},
 		notRunning: map[string]bool{},
 	}
-	e.p = proxy.New(identities, e.res, e.act, e.acc, proxy.Options{
+	o := proxy.Options{
 		AdminAccess:      adminAccess,
 		CookieName:       hubCookie,
 		ServerCookieName: accessCookie,
@@ -194,7 +194,11 @@ func newEnv(t *testing.T, adminAccess bool) *env {
 		Clock:            e.clock.Now,
 		Logger:           quiet,
 		Namer:            namer,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	e.p = proxy.New(identities, e.res, e.act, e.acc, o)
 	e.srv = httptest.NewServer(e.p)
 	t.Cleanup(e.srv.Close)
 	e.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -205,7 +209,9 @@ func newEnv(t *testing.T, adminAccess bool) *env {
 func (e *env) upstream(w http.ResponseWriter, r *http.Request) {
 	e.hits.Add(1)
 	if strings.HasSuffix(r.URL.Path, "/ws") {
-		c, err := websocket.Accept(w, r, nil)
+		// As Jupyter does for a token-authenticated request, the server
+		// leaves the Origin check to the proxy.
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 		if err != nil {
 			return
 		}
