@@ -52,6 +52,11 @@ type Listen struct {
 	Address      string `yaml:"address" help:"IP address (or host name) to listen on; 0.0.0.0 is every interface."`
 	Port         int    `yaml:"port" help:"Port for the hub (HTTPS when tls is set, else HTTP)."`
 	RedirectPort int    `yaml:"redirect_port" help:"Extra plain-HTTP port that redirects to the HTTPS public URL; needs tls. 0 = off."`
+	// Limits of every request, against slow or oversized clients.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" help:"Time a client has to send a request's line and headers; slower connections are closed (slowloris)."`
+	BodyReadTimeout   time.Duration `yaml:"body_read_timeout" help:"Time a client has to send the body of a hub request (login form, API JSON); slower ones fail. Proxied /user/ requests (uploads, websockets) are not bounded. 0 = no limit."`
+	IdleTimeout       time.Duration `yaml:"idle_timeout" help:"Keep-alive connections idle this long are closed."`
+	MaxHeaderBytes    ByteSize      `yaml:"max_header_bytes" help:"Largest request line plus headers (cookies included); larger requests get 431. Between 4K and 1M."`
 }
 
 // TLS is the certificate served directly by the orchestrator.
@@ -226,8 +231,12 @@ type Reconcile struct {
 func Default() Config {
 	return Config{
 		Instance: "swarmhub",
-		Listen:   Listen{Address: "0.0.0.0", Port: 8000},
-		Log:      Log{Level: "info", Format: "json"},
+		Listen: Listen{
+			Address: "0.0.0.0", Port: 8000,
+			ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second,
+			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 * KiB,
+		},
+		Log: Log{Level: "info", Format: "json"},
 		Redis: Redis{
 			Address:     "redis:6379",
 			KeyPrefix:   "swarmhub:",

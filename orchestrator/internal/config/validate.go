@@ -136,6 +136,14 @@ func (v *checker) general(c *Config) {
 			v.add("listen.redirect_port", "redirects plain HTTP to HTTPS, which needs tls.cert_file and tls.key_file; set them or set redirect_port to 0")
 		}
 	}
+	v.positive("listen.read_header_timeout", c.Listen.ReadHeaderTimeout)
+	v.positive("listen.idle_timeout", c.Listen.IdleTimeout)
+	if c.Listen.BodyReadTimeout < 0 {
+		v.add("listen.body_read_timeout", "%s is negative; use 0s for no limit, or a duration such as 30s", fmtDuration(c.Listen.BodyReadTimeout))
+	}
+	if b := c.Listen.MaxHeaderBytes; b < 4*KiB || b > MiB {
+		v.add("listen.max_header_bytes", "%d bytes is outside 4K-1M; browsers need a few KiB for cookies, e.g. 32K", int64(b))
+	}
 	switch {
 	case c.TLS.CertFile != "" && c.TLS.KeyFile == "":
 		v.add("tls.key_file", "required when tls.cert_file is set: set both to serve HTTPS, or neither for plain HTTP")

@@ -4,7 +4,6 @@ package web
 
 import (
 	"context"
-	"log"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/httpguard"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 )
 
@@ -48,6 +48,9 @@ type Options struct {
 	// Services are API clients that are no users (JupyterHub's services),
 	// identified by their tokens and limited to their scopes.
 	Services []Service
+	// BodyReadTimeout bounds how long a hub request may take to send its
+	// body; /user/ requests are not bounded. 0: no limit.
+	BodyReadTimeout time.Duration
 }
 
 // cachePrefix marks a revocation message that only drops cached identities
@@ -83,6 +86,7 @@ type Server struct {
 	o        Options
 	d        Deps
 	e        *echo.Echo
+	hub      http.Handler // e behind the hub's body deadline
 	log      *slog.Logger
 	sessions *sessioncache.Cache
 	instr    map[string]bool
@@ -137,6 +141,7 @@ func New(o Options, d Deps) *Server {
 	s.e.HTTPErrorHandler = s.httpError
 	s.services = newServiceTokens(o.Services)
 	s.routes()
+	s.hub = httpguard.BodyDeadline(s.e, o.BodyReadTimeout)
 	return s
 }
 
@@ -154,7 +159,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.proxy.ServeHTTP(w, r)
 		return
 	}
-	s.e.ServeHTTP(w, r)
+	s.hub.ServeHTTP(w, r)
 }
 
 // Revoke ends every session of user on this replica and tells the others.
@@ -180,19 +185,6 @@ func (s *Server) DropLocal(user string) {
 	s.sessions.DropUser(user)
 	if s.d.Proxy != nil {
 		s.d.Proxy.CloseUser(user)
-	}
-}
-
-// NewHTTPServer is the http.Server every orchestrator listener uses: bounded
-// header size and header read time (slowloris), idle keep-alives closed.
-// No WriteTimeout: progress streams, downloads and websockets are long.
-func NewHTTPServer(h http.Handler, errorLog *log.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errorLog,
 	}
 }
 
