@@ -302,6 +302,10 @@ func specOptions(cfg config.Config) spawner.Options {
 		Contracts:   n.ImageContracts,
 		HubURL:      cfg.HubInternalURL(),
 		AdminAccess: cfg.Auth.AdminAccess,
+
+		PidsLimit:       int64(n.PidsLimit),
+		NoNewPrivileges: n.NoNewPrivileges,
+		CapDrop:         n.CapDrop,
 	}
 }
 

@@ -98,6 +98,9 @@ type Notebook struct {
 	MemGuarantee         ByteSize          `yaml:"mem_guarantee" help:"Memory reserved per server (swarm reservation); at most mem_limit. Replaces c.Spawner.mem_guarantee."`
 	CPULimit             float64           `yaml:"cpu_limit" help:"CPU limit per server in cores. 0 = no limit. Replaces c.Spawner.cpu_limit."`
 	CPUGuarantee         float64           `yaml:"cpu_guarantee" help:"CPU cores reserved per server; at most cpu_limit. Replaces c.Spawner.cpu_guarantee."`
+	PidsLimit            int               `yaml:"pids_limit" help:"Processes plus threads per server (a fork bomb stops here; numerical libraries start a thread per core of the node). 0 = no limit."`
+	NoNewPrivileges      bool              `yaml:"no_new_privileges" help:"Servers run with no_new_privs: setuid programs in the image cannot raise privileges. Docker Engine 27 and later apply it to services; older engines (20.10) ignore it, so swarmhub's images set it themselves (README.md, Container hardening)."`
+	CapDrop              []string          `yaml:"cap_drop" help:"Capabilities removed from every server's container (NET_RAW or CAP_NET_RAW; ALL for every one). Images that start as root and switch to the user need SETUID, SETGID, CHOWN and DAC_OVERRIDE."`
 	NotebookDir          string            `yaml:"notebook_dir" help:"Workspace path inside the server; the user's storage is mounted here."`
 	ExchangeDir          string            `yaml:"exchange_dir" help:"nbgrader exchange path inside the server (must match Exchange.root in nbgrader_config.py)."`
 	UserVolume           string            `yaml:"user_volume" help:"Name template of each user's workspace volume; must contain {username}."`
@@ -249,6 +252,9 @@ func Default() Config {
 			MemGuarantee:         512 * MiB,
 			CPULimit:             1.0,
 			CPUGuarantee:         0.25,
+			PidsLimit:            2048,
+			NoNewPrivileges:      true,
+			CapDrop:              []string{"NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"},
 			NotebookDir:          "/home/jovyan",
 			ExchangeDir:          "/home/jovyan/.exchange",
 			UserVolume:           "jupyterhub-user-{username}",
