@@ -99,7 +99,7 @@ type Notebook struct {
 	CPULimit             float64           `yaml:"cpu_limit" help:"CPU limit per server in cores. 0 = no limit. Replaces c.Spawner.cpu_limit."`
 	CPUGuarantee         float64           `yaml:"cpu_guarantee" help:"CPU cores reserved per server; at most cpu_limit. Replaces c.Spawner.cpu_guarantee."`
 	PidsLimit            int               `yaml:"pids_limit" help:"Processes plus threads per server (a fork bomb stops here; numerical libraries start a thread per core of the node). 0 = no limit."`
-	NoNewPrivileges      bool              `yaml:"no_new_privileges" help:"Servers run with no_new_privs: setuid programs in the image cannot raise privileges. Docker Engine 27 and later apply it to services; older engines (20.10) ignore it, so swarmhub's images set it themselves (README.md, Container hardening)."`
+	NoNewPrivileges      bool              `yaml:"no_new_privileges" help:"Servers run with no_new_privs: setuid programs in the image cannot raise privileges. Docker Engine 25 (API 1.44) and later apply it to services; older engines (20.10) ignore it, so swarmhub's images set it themselves (README.md, Container hardening)."`
 	CapDrop              []string          `yaml:"cap_drop" help:"Capabilities removed from every server's container (NET_RAW or CAP_NET_RAW; ALL for every one). Images that start as root and switch to the user need SETUID, SETGID, CHOWN and DAC_OVERRIDE."`
 	NotebookDir          string            `yaml:"notebook_dir" help:"Workspace path inside the server; the user's storage is mounted here."`
 	ExchangeDir          string            `yaml:"exchange_dir" help:"nbgrader exchange path inside the server (must match Exchange.root in nbgrader_config.py)."`

@@ -130,7 +130,7 @@ type Options struct {
 	// 0: no limit.
 	PidsLimit int64
 	// NoNewPrivileges keeps setuid binaries from raising privileges. Docker
-	// applies it to services from Engine 27 on; older engines ignore it (the
+	// applies it to services from Engine 25 (API 1.44) on; older engines ignore it (the
 	// repository's images set it themselves, README.md "Container hardening").
 	NoNewPrivileges bool
 	// CapDrop are capabilities removed from the container's bounding set,
