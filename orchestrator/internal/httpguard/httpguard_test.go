@@ -245,3 +245,45 @@ func TestBodyDeadline(t *testing.T) {
 		t.Fatalf("the response was cut after the body deadline: %q %v", l, err)
 	}
 }
+
+// BenchmarkGuardedRequests is keep-alive GETs with browser-sized headers
+// through the guarded listener, for comparison with BenchmarkPlainRequests.
+func BenchmarkGuardedRequests(b *testing.B) { benchRequests(b, true) }
+
+// BenchmarkPlainRequests is the same without the guard.
+func BenchmarkPlainRequests(b *testing.B) { benchRequests(b, false) }
+
+func benchRequests(b *testing.B, guarded bool) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httpguard.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), httpguard.Limits{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 32 << 10}, nil)
+	if guarded {
+		go func() { _ = httpguard.Serve(hs, ln, nil) }()
+	} else {
+		go func() { _ = hs.Serve(ln) }()
+	}
+	b.Cleanup(func() { _ = hs.Close() })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET /user/alice/api/kernels HTTP/1.1\r\nHost: hub.example\r\nUser-Agent: " + strings.Repeat("m", 120) +
+		"\r\nAccept: */*\r\nCookie: swarmhub-session=" + strings.Repeat("c", 43) + "; _xsrf=" + strings.Repeat("x", 60) + "\r\n\r\n"
+	br := bufio.NewReader(conn)
+	b.SetBytes(int64(len(req)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := io.WriteString(conn, req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
