@@ -109,8 +109,8 @@ func aliceDocker(t *testing.T) string {
 }
 
 type limitsHub struct {
-	addr   string
-	cookie string // alice's session cookie header
+	addr string
+	auth string // alice's API token as an Authorization value
 }
 
 func startLimitsHub(t *testing.T) limitsHub {
@@ -125,7 +125,7 @@ func startLimitsHub(t *testing.T) limitsHub {
 	if err := st.PutUser(ctx, store.User{Name: "alice", Allowed: true}); err != nil {
 		t.Fatal(err)
 	}
-	sess, err := st.CreateSession(ctx, "alice", time.Hour, 2*time.Hour)
+	token, _, err := st.CreateToken(ctx, "alice", "limits test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +136,7 @@ func startLimitsHub(t *testing.T) limitsHub {
 		"SWARMHUB_DOCKER_HOST":                  aliceDocker(t),
 		"SWARMHUB_LISTEN_ADDRESS":               "127.0.0.1",
 		"SWARMHUB_LISTEN_PORT":                  fmt.Sprint(port),
+		"SWARMHUB_PUBLIC_URL":                   fmt.Sprintf("http://127.0.0.1:%d", port),
 		"SWARMHUB_LISTEN_BODY_READ_TIMEOUT":     limitsBodyTimeout.String(),
 		"SWARMHUB_NOTEBOOK_PORT":                upPort,
 		"SWARMHUB_STORAGE_MOUNT":                t.TempDir(),
@@ -155,14 +156,14 @@ func startLimitsHub(t *testing.T) limitsHub {
 			t.Errorf("serve did not return after cancel")
 		}
 	})
-	h := limitsHub{addr: fmt.Sprintf("127.0.0.1:%d", port), cookie: "swarmhub-session=" + sess.ID}
+	h := limitsHub{addr: fmt.Sprintf("127.0.0.1:%d", port), auth: "token " + token}
 
 	// Ready when alice's server answers through the hub (after the
 	// startup reconcile adopted it). Hang guard only.
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+h.addr+"/user/alice/api/status", nil)
-		req.Header.Set("Cookie", h.cookie)
+		req.Header.Set("Authorization", h.auth)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
@@ -217,13 +218,13 @@ func TestServeRequestLimits(t *testing.T) {
 
 	t.Run("obs-fold carrying Transfer-Encoding is refused", func(t *testing.T) {
 		for _, path := range []string{"/hub/login", "/user/alice/api/contents"} {
-			resp := h.exchange(t, "POST "+path+" HTTP/1.1\r\nHost: hub\r\nCookie: "+h.cookie+"\r\nContent-Length: 5\r\nX-Note: a\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+			resp := h.exchange(t, "POST "+path+" HTTP/1.1\r\nHost: hub\r\nAuthorization: "+h.auth+"\r\nContent-Length: 5\r\nX-Note: a\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
 			if resp == nil || resp.StatusCode != http.StatusBadRequest {
 				t.Fatalf("%s: got %v, want 400", path, resp)
 			}
 		}
 		// The same request unfolded is served: the guard refuses the fold only.
-		resp := h.exchange(t, "POST /user/alice/api/contents HTTP/1.1\r\nHost: hub\r\nCookie: "+h.cookie+"\r\nContent-Length: 5\r\nX-Note: a\r\nConnection: close\r\n\r\n0\r\n\r\n")
+		resp := h.exchange(t, "POST /user/alice/api/contents HTTP/1.1\r\nHost: hub\r\nAuthorization: "+h.auth+"\r\nContent-Length: 5\r\nX-Note: a\r\nConnection: close\r\n\r\n0\r\n\r\n")
 		if resp == nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("unfolded request: got %v, want 200", resp)
 		}
@@ -269,7 +270,7 @@ func TestServeRequestLimits(t *testing.T) {
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(2 * time.Minute))
-		if _, err := io.WriteString(conn, "PUT /user/alice/api/contents/big HTTP/1.1\r\nHost: hub\r\nCookie: "+h.cookie+"\r\nContent-Length: 6\r\nConnection: close\r\n\r\nabc"); err != nil {
+		if _, err := io.WriteString(conn, "PUT /user/alice/api/contents/big HTTP/1.1\r\nHost: hub\r\nAuthorization: "+h.auth+"\r\nContent-Length: 6\r\nConnection: close\r\n\r\nabc"); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(3 * limitsBodyTimeout) // past the hub body timeout; not a measurement
@@ -288,7 +289,7 @@ func TestServeRequestLimits(t *testing.T) {
 		// A websocket stays open and carries messages past it.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		hdr := http.Header{"Cookie": {h.cookie}, "Origin": {"http://" + h.addr}}
+		hdr := http.Header{"Authorization": {h.auth}, "Origin": {"http://" + h.addr}}
 		ws, _, err := websocket.Dial(ctx, "ws://"+h.addr+"/user/alice/ws", &websocket.DialOptions{HTTPHeader: hdr})
 		if err != nil {
 			t.Fatal(err)

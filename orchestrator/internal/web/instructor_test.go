@@ -165,7 +165,7 @@ func TestInstructorWithoutAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	for _, path := range []string{"/hub/admin", "/user/alice/tree"} {
+	for _, path := range []string{"/hub/admin"} {
 		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
 		req.AddCookie(&http.Cookie{Name: hubCookieName, Value: sess.ID})
 		req.Header.Set("Accept", "text/html")
