@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testenv"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport/dockerapi"
@@ -307,4 +310,24 @@ func TestServeRequestLimits(t *testing.T) {
 			time.Sleep(3 * limitsBodyTimeout) // past the hub body timeout; not a measurement
 		}
 	})
+}
+
+// TestSpecOptionsCarryHardening: the configuration's container hardening
+// reaches every server's spec.
+func TestSpecOptionsCarryHardening(t *testing.T) {
+	cfg := config.Default()
+	spec, err := spawner.BuildSpec(spawner.Request{User: "alice", ServiceName: "jupyter-alice", VolumeName: "v", Token: "t", Image: "img"}, specOptions(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs.Privileges == nil || !cs.Privileges.NoNewPrivileges {
+		t.Errorf("privileges %+v, want no_new_privileges", cs.Privileges)
+	}
+	if want := []string{"CAP_AUDIT_WRITE", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SYS_CHROOT"}; !slices.Equal(cs.CapabilityDrop, want) {
+		t.Errorf("dropped capabilities %v, want %v", cs.CapabilityDrop, want)
+	}
+	if r := spec.TaskTemplate.Resources; r == nil || r.Limits == nil || r.Limits.Pids != int64(cfg.Notebook.PidsLimit) || r.Limits.Pids == 0 {
+		t.Errorf("resources %+v, want the pids limit %d", r, cfg.Notebook.PidsLimit)
+	}
 }
