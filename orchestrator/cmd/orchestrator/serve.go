@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/diskusage"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/httpguard"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/metrics"
@@ -181,6 +183,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		RemoveData:      jb.RemoveData,
 		Services:        serviceList(cfg.Services),
 		TrustedProxies:  cfg.Listen.TrustedPrefixes(),
+		BodyReadTimeout: cfg.Listen.BodyReadTimeout,
 		Metrics:         m.Handler(),
 		WrapProxy:       m.WrapProxy,
 		Logger:          log.With("component", "web"),
@@ -216,7 +219,22 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (listen.address/listen.port): %w", addr, err)
 	}
-	hs := web.NewHTTPServer(srv, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	httpLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	limits := httpguard.Limits{
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Listen.IdleTimeout,
+		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+	}
+	hs := httpguard.NewServer(srv, limits, httpLog)
+	var tc *tls.Config
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 
 	bg, stopBg := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -249,11 +267,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	errc := make(chan error, 2)
 	go func() {
 		log.Info("listening", "address", addr, "tls", cfg.TLS.CertFile != "", "public_url", cfg.PublicURL)
-		if cfg.TLS.CertFile != "" {
-			errc <- hs.ServeTLS(ln, cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		} else {
-			errc <- hs.Serve(ln)
-		}
+		errc <- httpguard.Serve(hs, ln, tc)
 	}()
 	var redirect *http.Server
 	if cfg.TLS.CertFile != "" && cfg.Listen.RedirectPort > 0 {
@@ -264,8 +278,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 			stopBg()
 			return fmt.Errorf("listen on %s (listen.redirect_port): %w", raddr, err)
 		}
-		redirect = web.NewHTTPServer(httpsRedirect(cfg.PublicURL), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
-		go func() { errc <- redirect.Serve(rln) }()
+		redirect = httpguard.NewServer(httpsRedirect(cfg.PublicURL), limits, httpLog)
+		go func() { errc <- httpguard.Serve(redirect, rln, nil) }()
 	}
 
 	var serveErr error
@@ -319,6 +333,10 @@ func specOptions(cfg config.Config) spawner.Options {
 		Contracts:   n.ImageContracts,
 		HubURL:      cfg.HubInternalURL(),
 		AdminAccess: cfg.Auth.AdminAccess,
+
+		PidsLimit:       int64(n.PidsLimit),
+		NoNewPrivileges: n.NoNewPrivileges,
+		CapDrop:         n.CapDrop,
 	}
 }
 

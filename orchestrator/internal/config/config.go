@@ -56,6 +56,11 @@ type Listen struct {
 	Port           int      `yaml:"port" help:"Port for the hub (HTTPS when tls is set, else HTTP)."`
 	RedirectPort   int      `yaml:"redirect_port" help:"Extra plain-HTTP port that redirects to the HTTPS public URL; needs tls. 0 = off."`
 	TrustedProxies []string `yaml:"trusted_proxies" help:"Addresses (CIDRs, e.g. 10.0.0.0/8, or single IPs) of reverse proxies in front of the hub whose X-Forwarded-For names the client for login regulation. Empty: the header is ignored and the direct peer counts."`
+	// Limits of every request, against slow or oversized clients.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" help:"Time a client has to send a request's line and headers; slower connections are closed (slowloris)."`
+	BodyReadTimeout   time.Duration `yaml:"body_read_timeout" help:"Time a client has to send the body of a hub request (login form, API JSON); slower ones fail. Proxied /user/ requests (uploads, websockets) are not bounded. 0 = no limit."`
+	IdleTimeout       time.Duration `yaml:"idle_timeout" help:"Keep-alive connections idle this long are closed."`
+	MaxHeaderBytes    ByteSize      `yaml:"max_header_bytes" help:"Largest request line plus headers (cookies included); larger requests get 431. Between 4K and 1M."`
 }
 
 // TLS is the certificate served directly by the orchestrator.
@@ -97,6 +102,9 @@ type Notebook struct {
 	MemGuarantee         ByteSize          `yaml:"mem_guarantee" help:"Memory reserved per server (swarm reservation); at most mem_limit. Replaces c.Spawner.mem_guarantee."`
 	CPULimit             float64           `yaml:"cpu_limit" help:"CPU limit per server in cores. 0 = no limit. Replaces c.Spawner.cpu_limit."`
 	CPUGuarantee         float64           `yaml:"cpu_guarantee" help:"CPU cores reserved per server; at most cpu_limit. Replaces c.Spawner.cpu_guarantee."`
+	PidsLimit            int               `yaml:"pids_limit" help:"Processes plus threads per server (a fork bomb stops here; numerical libraries start a thread per core of the node). 0 = no limit."`
+	NoNewPrivileges      bool              `yaml:"no_new_privileges" help:"Servers run with no_new_privs: setuid programs in the image cannot raise privileges. Docker Engine 25 (API 1.44) and later apply it to services; older engines (20.10) ignore it, so swarmhub's images set it themselves (README.md, Container hardening)."`
+	CapDrop              []string          `yaml:"cap_drop" help:"Capabilities removed from every server's container (NET_RAW or CAP_NET_RAW; ALL for every one). Images that start as root and switch to the user need SETUID, SETGID, CHOWN and DAC_OVERRIDE."`
 	NotebookDir          string            `yaml:"notebook_dir" help:"Workspace path inside the server; the user's storage is mounted here."`
 	ExchangeDir          string            `yaml:"exchange_dir" help:"nbgrader exchange path inside the server (must match Exchange.root in nbgrader_config.py)."`
 	UserVolume           string            `yaml:"user_volume" help:"Name template of each user's workspace volume; must contain {username}."`
@@ -252,8 +260,12 @@ type Reconcile struct {
 func Default() Config {
 	return Config{
 		Instance: "swarmhub",
-		Listen:   Listen{Address: "0.0.0.0", Port: 8000},
-		Log:      Log{Level: "info", Format: "json"},
+		Listen: Listen{
+			Address: "0.0.0.0", Port: 8000,
+			ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second,
+			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 * KiB,
+		},
+		Log: Log{Level: "info", Format: "json"},
 		Redis: Redis{
 			Address:     "redis:6379",
 			KeyPrefix:   "swarmhub:",
@@ -266,6 +278,9 @@ func Default() Config {
 			MemGuarantee:         512 * MiB,
 			CPULimit:             1.0,
 			CPUGuarantee:         0.25,
+			PidsLimit:            2048,
+			NoNewPrivileges:      true,
+			CapDrop:              []string{"NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"},
 			NotebookDir:          "/home/jovyan",
 			ExchangeDir:          "/home/jovyan/.exchange",
 			UserVolume:           "jupyterhub-user-{username}",

@@ -68,6 +68,7 @@ var (
 	placeholder  = regexp.MustCompile(`\{[^{}]*\}`)
 	constraintRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+\s*(==|!=)\s*\S.*$`)
 	preferenceRE = regexp.MustCompile(`^spread=\S+$`)
+	capabilityRE = regexp.MustCompile(`^(?i:ALL|(CAP_)?[A-Z][A-Z0-9_]*)$`)
 	// A Docker image reference: [registry[:port]/]path[:tag][@digest], the
 	// path in lower case (docker/distribution's reference grammar, simplified).
 	imageRE = regexp.MustCompile(`^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
@@ -142,6 +143,14 @@ func (v *checker) general(c *Config) {
 		if _, err := ParsePrefix(p); err != nil {
 			v.add("listen.trusted_proxies", "%q is not a CIDR (10.0.0.0/8) or an IP address", p)
 		}
+	}
+	v.positive("listen.read_header_timeout", c.Listen.ReadHeaderTimeout)
+	v.positive("listen.idle_timeout", c.Listen.IdleTimeout)
+	if c.Listen.BodyReadTimeout < 0 {
+		v.add("listen.body_read_timeout", "%s is negative; use 0s for no limit, or a duration such as 30s", fmtDuration(c.Listen.BodyReadTimeout))
+	}
+	if b := c.Listen.MaxHeaderBytes; b < 4*KiB || b > MiB {
+		v.add("listen.max_header_bytes", "%d bytes is outside 4K-1M; browsers need a few KiB for cookies, e.g. 32K", int64(b))
 	}
 	switch {
 	case c.TLS.CertFile != "" && c.TLS.KeyFile == "":
@@ -290,6 +299,14 @@ func (v *checker) notebook(n *Notebook) {
 	}
 	v.port("notebook.port", n.Port)
 	v.positive("notebook.start_timeout", n.StartTimeout)
+	if n.PidsLimit < 0 {
+		v.add("notebook.pids_limit", "%d is negative; use 0 for no limit, or e.g. 2048", n.PidsLimit)
+	}
+	for _, c := range n.CapDrop {
+		if !capabilityRE.MatchString(c) {
+			v.add("notebook.cap_drop", "%q is not a capability name; write e.g. NET_RAW, CAP_MKNOD or ALL", c)
+		}
+	}
 	if n.ConcurrentSpawnLimit < 1 {
 		v.add("notebook.concurrent_spawn_limit", "%d must be at least 1 (starts allowed at the same time)", n.ConcurrentSpawnLimit)
 	}

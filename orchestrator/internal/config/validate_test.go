@@ -138,6 +138,13 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"notebook port", valid, func(c *config.Config) { c.Notebook.Port = 0 }, "notebook.port", "1-65535"},
 		{"start timeout", valid, func(c *config.Config) { c.Notebook.StartTimeout = -time.Second }, "notebook.start_timeout", "positive"},
 		{"spawn limit", valid, func(c *config.Config) { c.Notebook.ConcurrentSpawnLimit = 0 }, "notebook.concurrent_spawn_limit", "at least 1"},
+		{"negative pids limit", valid, func(c *config.Config) { c.Notebook.PidsLimit = -1 }, "notebook.pids_limit", "negative"},
+		{"capability with a space", valid, func(c *config.Config) { c.Notebook.CapDrop = []string{"NET RAW"} }, "notebook.cap_drop", "capability name"},
+		{"no header timeout", valid, func(c *config.Config) { c.Listen.ReadHeaderTimeout = 0 }, "listen.read_header_timeout", "positive"},
+		{"no idle timeout", valid, func(c *config.Config) { c.Listen.IdleTimeout = 0 }, "listen.idle_timeout", "positive"},
+		{"negative body timeout", valid, func(c *config.Config) { c.Listen.BodyReadTimeout = -time.Second }, "listen.body_read_timeout", "negative"},
+		{"tiny header limit", valid, func(c *config.Config) { c.Listen.MaxHeaderBytes = 100 }, "listen.max_header_bytes", "4K-1M"},
+		{"huge header limit", valid, func(c *config.Config) { c.Listen.MaxHeaderBytes = 2 * config.MiB }, "listen.max_header_bytes", "4K-1M"},
 		{"course id", valid, func(c *config.Config) { c.Notebook.CourseID = "my course" }, "notebook.course_id", "course id"},
 		{"instructor invalid", valid, func(c *config.Config) { c.Notebook.InstructorUsers = []string{"a/b"} }, "notebook.instructor_users", "a/b"},
 		{"storage backend", valid, func(c *config.Config) { c.Storage.Backend = "s3" }, "storage.backend", "hostpath, nfs"},
@@ -253,6 +260,11 @@ func TestValidateAcceptsVariants(t *testing.T) {
 			c.TLS.CertFile, c.TLS.KeyFile = writeFile(t, "c.pem", "x"), writeFile(t, "k.pem", "x")
 		}},
 		{"no limits", valid, func(c *config.Config) { c.Notebook.MemLimit, c.Notebook.CPULimit = 0, 0 }},
+		{"no hardening and no body timeout", valid, func(c *config.Config) {
+			c.Notebook.PidsLimit, c.Notebook.NoNewPrivileges, c.Notebook.CapDrop = 0, false, nil
+			c.Listen.BodyReadTimeout = 0
+		}},
+		{"every capability dropped, in any spelling", valid, func(c *config.Config) { c.Notebook.CapDrop = []string{"all", "cap_net_raw", "Mknod"} }},
 		{"image in allowed list with digest", valid, func(c *config.Config) {
 			c.Notebook.Image = "registry.example.edu:5000/course/notebook@sha256:" + strings.Repeat("a", 64)
 			c.Notebook.AllowedImages = []string{c.Notebook.Image, "swarmhub/notebook-debian:latest"}

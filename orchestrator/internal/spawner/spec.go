@@ -12,6 +12,7 @@ import (
 	"maps"
 	"math"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -125,6 +126,16 @@ type Options struct {
 	// AdminAccess: admins may open other users' servers (JupyterHub's
 	// JUPYTERHUB_ADMIN_ACCESS).
 	AdminAccess bool
+	// PidsLimit bounds the processes and threads of a server (fork bombs);
+	// 0: no limit.
+	PidsLimit int64
+	// NoNewPrivileges keeps setuid binaries from raising privileges. Docker
+	// applies it to services from Engine 25 (API 1.44) on; older engines ignore it (the
+	// repository's images set it themselves, README.md "Container hardening").
+	NoNewPrivileges bool
+	// CapDrop are capabilities removed from the container's bounding set,
+	// e.g. NET_RAW or CAP_NET_RAW, or ALL.
+	CapDrop []string
 }
 
 // Contract is the start contract of image.
@@ -220,6 +231,14 @@ func BuildSpec(r Request, o Options) (swarm.ServiceSpec, error) {
 	if err != nil {
 		return swarm.ServiceSpec{}, err
 	}
+	capDrop, err := capabilities(o.CapDrop)
+	if err != nil {
+		return swarm.ServiceSpec{}, err
+	}
+	var privileges *swarm.Privileges
+	if o.NoNewPrivileges {
+		privileges = &swarm.Privileges{NoNewPrivileges: true}
+	}
 	mounts, err := buildMounts(r, o, notebookDir, instance)
 	if err != nil {
 		return swarm.ServiceSpec{}, err
@@ -256,6 +275,8 @@ func BuildSpec(r Request, o Options) (swarm.ServiceSpec, error) {
 				Env:             env,
 				Mounts:          mounts,
 				StopGracePeriod: &grace,
+				Privileges:      privileges,
+				CapabilityDrop:  capDrop,
 			},
 			Resources: resources,
 			RestartPolicy: &swarm.RestartPolicy{
@@ -335,8 +356,8 @@ func buildEnv(r Request, o Options, notebookDir string, port int) ([]string, err
 }
 
 func buildResources(o Options) (*swarm.ResourceRequirements, error) {
-	if o.CPULimit < 0 || o.CPUGuarantee < 0 || o.MemLimit < 0 || o.MemGuarantee < 0 {
-		return nil, errors.New("spawner: cpu and memory limits and guarantees must not be negative")
+	if o.CPULimit < 0 || o.CPUGuarantee < 0 || o.MemLimit < 0 || o.MemGuarantee < 0 || o.PidsLimit < 0 {
+		return nil, errors.New("spawner: cpu, memory and pids limits and guarantees must not be negative")
 	}
 	if o.CPULimit > 0 && o.CPUGuarantee > o.CPULimit {
 		return nil, fmt.Errorf("spawner: cpu_guarantee %g exceeds cpu_limit %g", o.CPUGuarantee, o.CPULimit)
@@ -345,8 +366,8 @@ func buildResources(o Options) (*swarm.ResourceRequirements, error) {
 		return nil, fmt.Errorf("spawner: mem_guarantee %d exceeds mem_limit %d", o.MemGuarantee, o.MemLimit)
 	}
 	var res swarm.ResourceRequirements
-	if o.CPULimit > 0 || o.MemLimit > 0 {
-		res.Limits = &swarm.Limit{NanoCPUs: nanoCPUs(o.CPULimit), MemoryBytes: o.MemLimit}
+	if o.CPULimit > 0 || o.MemLimit > 0 || o.PidsLimit > 0 {
+		res.Limits = &swarm.Limit{NanoCPUs: nanoCPUs(o.CPULimit), MemoryBytes: o.MemLimit, Pids: o.PidsLimit}
 	}
 	if o.CPUGuarantee > 0 || o.MemGuarantee > 0 {
 		res.Reservations = &swarm.Resources{NanoCPUs: nanoCPUs(o.CPUGuarantee), MemoryBytes: o.MemGuarantee}
@@ -356,6 +377,33 @@ func buildResources(o Options) (*swarm.ResourceRequirements, error) {
 	}
 	return &res, nil
 }
+
+// capabilities spells capability names as Docker does (CAP_NET_RAW, ALL),
+// sorted and without duplicates.
+func capabilities(names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		c := strings.ToUpper(strings.TrimSpace(n))
+		if c != "ALL" && !strings.HasPrefix(c, "CAP_") {
+			c = "CAP_" + c
+		}
+		if !capabilityRE.MatchString(c) {
+			return nil, fmt.Errorf("spawner: %q is not a capability name (e.g. NET_RAW, CAP_MKNOD or ALL)", n)
+		}
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+var capabilityRE = regexp.MustCompile(`^(ALL|CAP_[A-Z][A-Z0-9_]*)$`)
 
 func nanoCPUs(cpus float64) int64 { return int64(math.Round(cpus * 1e9)) }
 

@@ -63,6 +63,11 @@ func TestBuildSpecGolden(t *testing.T) {
 			o.Port = 9999
 			o.ExchangeDir = "" // no exchange mount
 		}},
+		{name: "hardening", opt: func(o *spawner.Options) {
+			o.PidsLimit = 2048
+			o.NoNewPrivileges = true
+			o.CapDrop = []string{"net_raw", "CAP_MKNOD", "NET_RAW", "audit_write"}
+		}},
 		{name: "singleuser", req: func(r *spawner.Request) { r.Image = "swarmhub/notebook-singleuser:dev" }, opt: func(o *spawner.Options) {
 			o.Contracts = map[string]string{"swarmhub/notebook-singleuser:dev": spawner.ContractSingleUser}
 			o.HubURL = "http://orchestrator:8000"
@@ -144,6 +149,9 @@ func TestBuildSpecErrors(t *testing.T) {
 			o.Contracts = map[string]string{"swarmhub/notebook:dev": "kubespawner"}
 		}, wantErr: "kubespawner"},
 		{name: "exchange without volume", opt: func(o *spawner.Options) { o.ExchangeVolume = "" }, wantErr: "exchange"},
+		{name: "negative pids limit", opt: func(o *spawner.Options) { o.PidsLimit = -1 }, wantErr: "pids"},
+		{name: "capability with a space", opt: func(o *spawner.Options) { o.CapDrop = []string{"NET RAW"} }, wantErr: "capability"},
+		{name: "empty capability", opt: func(o *spawner.Options) { o.CapDrop = []string{""} }, wantErr: "capability"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

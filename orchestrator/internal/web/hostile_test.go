@@ -46,7 +46,7 @@ func TestHostileRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := strings.Repeat("a", 80<<10) // past MaxHeaderBytes (64 KiB + Go's 4 KiB slack)
+	big := strings.Repeat("a", 80<<10) // past MaxHeaderBytes (32 KiB + Go's 4 KiB slack)
 
 	type hostile struct {
 		name string

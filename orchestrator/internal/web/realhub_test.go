@@ -21,6 +21,8 @@ import (
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/accesscookie"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/httpguard"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/proxy"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
@@ -45,10 +47,12 @@ const (
 var errRealNotRunning = errors.New("server not running")
 
 // newHubHTTPServer serves h with the orchestrator's own http.Server
-// settings (web.NewHTTPServer, as cmd/orchestrator uses).
+// settings (httpguard.NewServer with the default limits, as cmd/orchestrator uses).
 func newHubHTTPServer(h http.Handler, errLog io.Writer) *httptest.Server {
 	ts := httptest.NewUnstartedServer(h)
-	ts.Config = web.NewHTTPServer(h, stdlog.New(errLog, "http.Server: ", 0))
+	l := config.Default().Listen
+	ts.Config = httpguard.NewServer(h, httpguard.Limits{ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: int(l.MaxHeaderBytes)},
+		stdlog.New(errLog, "http.Server: ", 0))
 	ts.Start()
 	return ts
 }

@@ -4,7 +4,6 @@ package web
 
 import (
 	"context"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/httpguard"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/sessioncache"
 )
 
@@ -54,6 +54,9 @@ type Options struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client address login regulation counts.
 	TrustedProxies []netip.Prefix
+	// BodyReadTimeout bounds how long a hub request may take to send its
+	// body; /user/ requests are not bounded. 0: no limit.
+	BodyReadTimeout time.Duration
 }
 
 // cachePrefix marks a revocation message that only drops cached identities
@@ -104,6 +107,7 @@ type Server struct {
 	o        Options
 	d        Deps
 	e        *echo.Echo
+	hub      http.Handler // e behind the hub's body deadline
 	log      *slog.Logger
 	sessions *sessioncache.Cache
 	access   *AccessCookies
@@ -168,6 +172,7 @@ func New(o Options, d Deps) *Server {
 	s.e.HTTPErrorHandler = s.httpError
 	s.services = newServiceTokens(o.Services)
 	s.routes()
+	s.hub = httpguard.BodyDeadline(s.e, o.BodyReadTimeout)
 	return s
 }
 
@@ -185,7 +190,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.proxy.ServeHTTP(w, r)
 		return
 	}
-	s.e.ServeHTTP(w, r)
+	s.hub.ServeHTTP(w, r)
 }
 
 // Revoke ends every session of user on this replica and tells the others.
@@ -219,19 +224,6 @@ func (s *Server) DropLocal(user string) {
 	s.sessions.DropUser(user)
 	if s.d.Proxy != nil {
 		s.d.Proxy.CloseUser(user)
-	}
-}
-
-// NewHTTPServer is the http.Server every orchestrator listener uses: bounded
-// header size and header read time (slowloris), idle keep-alives closed.
-// No WriteTimeout: progress streams, downloads and websockets are long.
-func NewHTTPServer(h http.Handler, errorLog *log.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errorLog,
 	}
 }
 
