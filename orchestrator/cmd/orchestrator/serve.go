@@ -20,6 +20,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/activity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/capacity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
@@ -108,13 +109,16 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		seeded.Set(nil)
 	}
 
-	// The gauges read through closures over srv and px, assigned below.
+	// The gauges read through closures over srv, px and lecture, assigned below.
 	var srv *web.Server
 	var px *proxy.Proxy
+	lecture := &lectureGauges{}
 	m := metrics.New(metrics.Options{
 		RunningServers: func() int { return srv.RunningCount() },
 		OpenWebsockets: func() int { return px.OpenWebsockets() },
+		Lecture:        lecture.read,
 	})
+	room := capacity.NewReader(docker, capacityOptions(cfg), time.Second)
 
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
 		Metrics:      m,
@@ -126,7 +130,10 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		SpawnLimit:   cfg.Notebook.ConcurrentSpawnLimit,
 		// Short: blocked students retry in small steps instead of waiting
 		// out a long one while slots free up.
-		RetryAfter: 2 * time.Second,
+		RetryAfter:  2 * time.Second,
+		Line:        st,
+		Room:        room,
+		LineTimeout: cfg.Notebook.LineTimeout,
 	}, log.With("component", "spawner"))
 
 	jb, err := jobs.New(cfg, st, mgr, log.With("component", "lifecycle"))
@@ -181,6 +188,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Logins:    m,
 		Archives:  jobs.ArchiveRuns{Archiver: jb.Archiver()},
 		OAuth:     oauth.New(st),
+		Line:      mgr,
+		Capacity:  room,
 	})
 
 	// Listen before serving so a taken port fails now, with its address.
@@ -199,6 +208,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg(func() { seed.RetryLoop(bg, st, namer, cfg, log, seeded) })
 	goBg(func() { srv.SampleRunning(bg) })
 	goBg(func() { mgr.WatchAddresses(bg, cfg.Lifecycle.Reconcile.Interval) })
+	goBg(func() { mgr.RunLine(bg) })
+	goBg(func() { lecture.run(bg, mgr, room, log) })
 	jb.OnCull(m.CullStopped)
 	jb.OnArchive(func(mf archive.Manifest) {
 		var bytes int64
@@ -259,6 +270,15 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		return serveErr
 	}
 	return nil
+}
+
+func capacityOptions(cfg config.Config) capacity.Options {
+	return capacity.Options{
+		CPUGuarantee:  cfg.Notebook.CPUGuarantee,
+		MemGuarantee:  int64(cfg.Notebook.MemGuarantee),
+		Constraints:   cfg.Notebook.PlacementConstraints,
+		StartsPerNode: cfg.Notebook.StartsPerNode,
+	}
 }
 
 func specOptions(cfg config.Config) spawner.Options {

@@ -63,6 +63,8 @@ var RouteTable = []Route{
 	{Method: "PUT", Path: "/image", Needs: []string{"admin:servers"}},
 	{Method: "POST", Path: "/image/restart-outdated", Needs: []string{"admin:servers"}},
 	{Method: "GET", Path: "/gitpuller-link", Needs: []string{"admin:servers"}},
+	{Method: "GET", Path: "/capacity", Needs: []string{"admin:servers"}},
+	{Method: "GET", Path: "/line", Needs: []string{"admin:servers"}},
 	{Method: "POST", Path: "/cull", Needs: []string{"admin:servers"}},
 	{Method: "POST", Path: "/reconcile", Needs: []string{"admin:servers"}},
 	{Method: "GET", Path: "/archives", Needs: []string{"admin:servers"}},

@@ -59,6 +59,8 @@ func (s *Server) routes() {
 	api.PUT("/image", s.apiSetImage)
 	api.POST("/image/restart-outdated", s.apiRestartOutdated)
 	api.GET("/gitpuller-link", s.apiGitpullerLink)
+	api.GET("/capacity", s.apiCapacity)
+	api.GET("/line", s.apiLine)
 	s.lifecycleRoutes(api)
 	s.api = api
 	s.oauthRoutes()

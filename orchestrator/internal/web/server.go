@@ -75,6 +75,11 @@ type Deps struct {
 	// OAuth answers /hub/api/oauth2/ for jupyterhub-singleuser servers;
 	// nil leaves those routes out.
 	OAuth OAuthProvider
+	// Line shows students their place in the start line and admins the
+	// line; nil: starts do not wait in line.
+	Line StartLine
+	// Capacity shows admins how many more servers fit; nil hides it.
+	Capacity CapacityReader
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,
