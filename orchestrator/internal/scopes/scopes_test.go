@@ -137,6 +137,8 @@ func TestRouteTable(t *testing.T) {
 		"PUT /image":                        {adm},
 		"POST /image/restart-outdated":      {adm},
 		"GET /gitpuller-link":               {adm},
+		"GET /capacity":                     {adm},
+		"GET /line":                         {adm},
 		"POST /cull":                        {adm},
 		"POST /reconcile":                   {adm},
 		"GET /archives":                     {adm},

@@ -66,6 +66,8 @@ var scopeRoutes = []struct {
 	{"PUT", "/hub/api/image", "/hub/api/image", `{}`, byAdmin},
 	{"POST", "/hub/api/image/restart-outdated", "/hub/api/image/restart-outdated", "", byAdmin},
 	{"GET", "/hub/api/gitpuller-link", "/hub/api/gitpuller-link", "", byAdmin},
+	{"GET", "/hub/api/capacity", "/hub/api/capacity", "", byAdmin},
+	{"GET", "/hub/api/line", "/hub/api/line", "", byAdmin},
 	{"POST", "/hub/api/cull", "/hub/api/cull", "", byAdmin},
 	{"POST", "/hub/api/reconcile", "/hub/api/reconcile", "", byAdmin},
 	{"GET", "/hub/api/archives", "/hub/api/archives", "", byAdmin},
