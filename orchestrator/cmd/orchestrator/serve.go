@@ -133,6 +133,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		RetryAfter:  2 * time.Second,
 		Line:        st,
 		Room:        room,
+		Settings:    st,
 		LineTimeout: cfg.Notebook.LineTimeout,
 	}, log.With("component", "spawner"))
 

@@ -113,18 +113,27 @@ func Compute(nodes []swarm.Node, tasks []swarm.Task, o Options) Report {
 			rep.Fit += n.Fit
 		}
 		n.Starts = starts(*n, o.StartsPerNode)
-		rep.Starts += n.Starts
 	}
 	if limited {
 		rep.Fit = max(0, rep.Fit-rep.Pending)
 	}
-	if o.StartsPerNode == 0 {
-		rep.Starts = 0
-	} else if rep.Starts == 0 {
-		rep.Starts = 1 // no eligible node yet: one start at a time, Docker says why it waits
-	}
+	rep.Starts = rep.StartsWith(o.StartsPerNode)
 	sort.Slice(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Hostname < rep.Nodes[j].Hostname })
 	return rep
+}
+
+// StartsWith is the bound on starts in flight across the report's nodes
+// with perNode starts per node (AutoStarts: each node's CPU count; 0: no
+// bound).
+func (r Report) StartsWith(perNode int) int {
+	if perNode == 0 {
+		return 0
+	}
+	total := 0
+	for _, n := range r.Nodes {
+		total += starts(n, perNode)
+	}
+	return max(1, total) // no eligible node yet: one start at a time, Docker says why it waits
 }
 
 // holds says whether a task takes its reservation: Docker keeps it for

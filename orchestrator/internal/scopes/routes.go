@@ -65,6 +65,7 @@ var RouteTable = []Route{
 	{Method: "GET", Path: "/gitpuller-link", Needs: []string{"admin:servers"}},
 	{Method: "GET", Path: "/capacity", Needs: []string{"admin:servers"}},
 	{Method: "GET", Path: "/line", Needs: []string{"admin:servers"}},
+	{Method: "PUT", Path: "/line", Needs: []string{"admin:servers"}},
 	{Method: "POST", Path: "/cull", Needs: []string{"admin:servers"}},
 	{Method: "POST", Path: "/reconcile", Needs: []string{"admin:servers"}},
 	{Method: "GET", Path: "/archives", Needs: []string{"admin:servers"}},

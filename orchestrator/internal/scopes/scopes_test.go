@@ -139,6 +139,7 @@ func TestRouteTable(t *testing.T) {
 		"GET /gitpuller-link":               {adm},
 		"GET /capacity":                     {adm},
 		"GET /line":                         {adm},
+		"PUT /line":                         {adm},
 		"POST /cull":                        {adm},
 		"POST /reconcile":                   {adm},
 		"GET /archives":                     {adm},

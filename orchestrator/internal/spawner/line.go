@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/capacity"
@@ -124,7 +125,7 @@ func (m *Manager) Place(ctx context.Context, user string) (Place, bool, error) {
 		if err != nil {
 			m.log.Warn("read capacity", "err", err)
 		} else {
-			bound = rep.Starts
+			bound = m.bound(ctx, rep)
 			if rep.Fit != capacity.Unlimited {
 				// Starts in flight are in the figure or about to be.
 				_, starting, err := m.o.Line.Line(ctx, m.o.LineTimeout)
@@ -132,7 +133,7 @@ func (m *Manager) Place(ctx context.Context, user string) (Place, bool, error) {
 			}
 		}
 	}
-	if m.o.SpawnLimit > 0 && (bound == 0 || m.o.SpawnLimit < bound) {
+	if m.o.Room == nil && m.o.SpawnLimit > 0 {
 		bound = m.o.SpawnLimit
 	}
 	if !p.Full && bound > 0 {
@@ -163,14 +164,46 @@ func (m *Manager) LineStatus(ctx context.Context) (LineStatus, error) {
 	st := LineStatus{Waiting: w, Starting: s, Bound: m.o.SpawnLimit}
 	if m.o.Room != nil {
 		if rep, err := m.o.Room.Report(ctx); err == nil {
-			st.Bound = m.bound(rep)
+			st.Bound = m.bound(ctx, rep)
 		}
 	}
 	return st, nil
 }
 
-func (m *Manager) bound(rep capacity.Report) int {
+// SettingStartsPerNode is the runtime setting that replaces
+// notebook.starts_per_node while it is set (admins set it through the API).
+const SettingStartsPerNode = "starts_per_node"
+
+// Settings are the runtime settings the spawner reads (store.Store satisfies it).
+type Settings interface {
+	GetSetting(ctx context.Context, name string) (string, error)
+}
+
+// StartsPerNode is the runtime override of the per-node start bound, if set.
+func (m *Manager) StartsPerNode(ctx context.Context) (int, bool) {
+	if m.o.Settings == nil {
+		return 0, false
+	}
+	v, err := m.o.Settings.GetSetting(ctx, SettingStartsPerNode)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			m.log.Warn("read the starts_per_node setting", "err", err)
+		}
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < capacity.AutoStarts {
+		m.log.Warn("ignoring an invalid starts_per_node setting", "value", v)
+		return 0, false
+	}
+	return n, true
+}
+
+func (m *Manager) bound(ctx context.Context, rep capacity.Report) int {
 	b := rep.Starts
+	if n, ok := m.StartsPerNode(ctx); ok {
+		b = rep.StartsWith(n)
+	}
 	if m.o.SpawnLimit > 0 && (b == 0 || m.o.SpawnLimit < b) {
 		b = m.o.SpawnLimit
 	}
@@ -215,7 +248,7 @@ func (m *Manager) dispatch(ctx context.Context, self string) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("read capacity: %w", err)
 		}
-		bound = m.bound(rep)
+		bound = m.bound(ctx, rep)
 		n = min(n, m.free(ctx, rep, starting))
 	}
 	admitted, err := m.o.Line.AdmitFromLine(ctx, bound, n, startLease, m.o.LineTimeout)

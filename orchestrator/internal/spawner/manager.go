@@ -107,6 +107,9 @@ type ManagerOptions struct {
 	// LineInterval is how often RunLine looks at the line without being
 	// kicked; default 2s.
 	LineInterval time.Duration
+	// Settings, when set, may override the per-node start bound at runtime
+	// (SettingStartsPerNode).
+	Settings Settings
 }
 
 // SpawnObserver is told the outcome of every spawn: its duration from the

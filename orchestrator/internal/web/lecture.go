@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -74,6 +75,9 @@ type lineModel struct {
 	Waiting  []lineEntryModel `json:"waiting"`
 	Starting []string         `json:"starting"`
 	Bound    int              `json:"starts_in_flight_bound"`
+	// StartsPerNode is the runtime override of notebook.starts_per_node;
+	// absent while the configuration applies.
+	StartsPerNode *int `json:"starts_per_node,omitempty"`
 }
 
 type lineEntryModel struct {
@@ -92,6 +96,11 @@ func (s *Server) lineModel(ctx context.Context) (lineModel, error) {
 	if m.Starting == nil {
 		m.Starting = []string{}
 	}
+	if v, err := s.d.Store.GetSetting(ctx, spawner.SettingStartsPerNode); err == nil {
+		if n, err := strconv.Atoi(v); err == nil {
+			m.StartsPerNode = &n
+		}
+	}
 	for i, e := range st.Waiting {
 		m.Waiting = append(m.Waiting, lineEntryModel{Name: e.User, Position: i + 1, Joined: e.Joined, LastSeen: e.Seen})
 	}
@@ -103,6 +112,39 @@ func (s *Server) apiLine(c echo.Context) error {
 		return apiError(http.StatusNotFound, "this hub has no start line")
 	}
 	m, err := s.lineModel(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
+}
+
+// apiSetLine sets or clears (null) the runtime override of
+// notebook.starts_per_node, e.g. to let everyone start at once.
+func (s *Server) apiSetLine(c echo.Context) error {
+	if s.d.Line == nil {
+		return apiError(http.StatusNotFound, "this hub has no start line")
+	}
+	ctx := c.Request().Context()
+	id, _ := identityOf(c)
+	var body struct {
+		StartsPerNode *int `json:"starts_per_node"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		return err
+	}
+	v, what := "", "the configured value"
+	if n := body.StartsPerNode; n != nil {
+		if *n < capacity.AutoStarts {
+			return apiError(http.StatusBadRequest, fmt.Sprintf("starts_per_node %d must be -1 (each node's CPU count), 0 (no bound) or positive", *n))
+		}
+		v = strconv.Itoa(*n)
+		what = v
+	}
+	if err := s.d.Store.SetSetting(ctx, spawner.SettingStartsPerNode, v); err != nil {
+		return err
+	}
+	s.event(ctx, "settings", "", id.Actor(), "starts per node: "+what)
+	m, err := s.lineModel(ctx)
 	if err != nil {
 		return err
 	}

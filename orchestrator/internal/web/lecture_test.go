@@ -48,7 +48,7 @@ func lectureEnv(t *testing.T) (*env, *spawner.Manager) {
 				Storage: spawner.Storage{Backend: "hostpath", HostRoot: root},
 			},
 			Image: "img", Namer: namer, StartTimeout: time.Minute, ProbeInterval: time.Millisecond,
-			Prober: readyProber{}, Line: st, Room: room, LineInterval: 5 * time.Millisecond,
+			Prober: readyProber{}, Line: st, Room: room, Settings: st, LineInterval: 5 * time.Millisecond,
 		}, nil)
 		dep.Servers, dep.Line, dep.Capacity = mgr, mgr, room
 	})
@@ -132,6 +132,17 @@ func TestFullClusterQueuesTheStartAndStartsItWhenAServerStops(t *testing.T) {
 	}
 	if capa.Fit != 0 || capa.Running != 2 || capa.Allowed != 3 || capa.Warning == "" {
 		t.Errorf("capacity %s, want nothing more fits, 2 running of 3 allowed, with a warning", b)
+	}
+	// An admin lifts the start bound at runtime, and puts it back.
+	hdr := map[string]string{"X-XSRFToken": a.xsrf, "Content-Type": "application/json"}
+	if r, b := a.do("PUT", "/hub/api/line", `{"starts_per_node": -2}`, hdr); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("starts_per_node -2: %d %s, want 400", r.StatusCode, b)
+	}
+	if r, b := a.do("PUT", "/hub/api/line", `{"starts_per_node": 0}`, hdr); r.StatusCode != 200 || !strings.Contains(b, `"starts_in_flight_bound":0,"starts_per_node":0`) {
+		t.Errorf("starts_per_node 0: %d %s, want no bound", r.StatusCode, b)
+	}
+	if r, b := a.do("PUT", "/hub/api/line", `{"starts_per_node": null}`, hdr); r.StatusCode != 200 || !strings.Contains(b, `"starts_in_flight_bound":1}`) {
+		t.Errorf("starts_per_node null: %d %s, want the configured bound (one CPU: 1)", r.StatusCode, b)
 	}
 	if _, page := a.do("GET", "/hub/admin", "", nil); !strings.Contains(page, `id="capacity-warning"`) || !strings.Contains(page, "1 waiting in line") {
 		t.Errorf("the dashboard shows neither the warning nor the line")

@@ -61,6 +61,7 @@ func (s *Server) routes() {
 	api.GET("/gitpuller-link", s.apiGitpullerLink)
 	api.GET("/capacity", s.apiCapacity)
 	api.GET("/line", s.apiLine)
+	api.PUT("/line", s.apiSetLine)
 	s.lifecycleRoutes(api)
 	s.api = api
 	s.oauthRoutes()

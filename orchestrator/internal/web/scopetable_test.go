@@ -68,6 +68,7 @@ var scopeRoutes = []struct {
 	{"GET", "/hub/api/gitpuller-link", "/hub/api/gitpuller-link", "", byAdmin},
 	{"GET", "/hub/api/capacity", "/hub/api/capacity", "", byAdmin},
 	{"GET", "/hub/api/line", "/hub/api/line", "", byAdmin},
+	{"PUT", "/hub/api/line", "/hub/api/line", `{"starts_per_node": null}`, byAdmin},
 	{"POST", "/hub/api/cull", "/hub/api/cull", "", byAdmin},
 	{"POST", "/hub/api/reconcile", "/hub/api/reconcile", "", byAdmin},
 	{"GET", "/hub/api/archives", "/hub/api/archives", "", byAdmin},
