@@ -94,15 +94,23 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 			return m.runAdmitted(ctx, user, so)
 		}
 	}
-	p, _, err := m.Place(ctx, user)
+	p, in, err := m.Place(ctx, user)
 	if err != nil {
 		return store.Server{}, err
 	}
-	if p.Starting {
-		// Admitted on another replica, which is creating the service now.
+	if in && !p.Starting {
+		return rec, &QueuedError{Place: p}
+	}
+	// Admitted by another admission (maybe on another replica), which
+	// runs the start, or already ran it.
+	cur, err := m.getServer(ctx, user)
+	if err != nil {
+		return store.Server{}, err
+	}
+	if p.Starting && cur.State != store.StateStarting && cur.State != store.StateRunning {
 		return store.Server{User: user, State: store.StateStarting, Requested: m.o.Clock()}, nil
 	}
-	return rec, &QueuedError{Place: p}
+	return cur, nil
 }
 
 // Place refreshes the user's sign of life in the line and returns where
@@ -219,7 +227,7 @@ func (m *Manager) free(ctx context.Context, rep capacity.Report, starting []stri
 	uncounted := 0
 	for _, u := range starting {
 		rec, err := m.getServer(ctx, u)
-		if err != nil || rec.State != store.StateStarting || !rep.Services[rec.ServiceID] {
+		if err != nil || rec.ServiceID == "" || !rep.Services[rec.ServiceID] {
 			uncounted++
 		}
 	}
@@ -231,6 +239,17 @@ func (m *Manager) free(ctx context.Context, rep capacity.Report, starting []stri
 // except self's, which the caller runs. It reports whether self was admitted.
 func (m *Manager) dispatch(ctx context.Context, self string) (bool, error) {
 	lock, err := m.st.Lock(ctx, dispatchLock, 30*time.Second)
+	// A student who just joined waits a moment for an admission under way
+	// (it takes a few Redis calls), so that a start with room goes ahead
+	// in this request rather than at the next check.
+	for tries := 0; self != "" && errors.Is(err, store.ErrLocked) && tries < 50; tries++ {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		lock, err = m.st.Lock(ctx, dispatchLock, 30*time.Second)
+	}
 	if errors.Is(err, store.ErrLocked) {
 		return false, nil // another replica admits; the periodic check comes back
 	}

@@ -182,14 +182,6 @@ func (s *Server) loadUser(ctx context.Context, name string) (userModel, error) {
 	return m, nil
 }
 
-func (s *Server) apiGetUser(c echo.Context) error {
-	name, err := s.canonicalParam(c)
-	if err != nil {
-		return err
-	}
-	return s.writeUser(c, http.StatusOK, name)
-}
-
 // apiListUsers is JupyterHub's GET /users: state, offset and limit, plus
 // name_filter and sort; the pagination envelope when the client asks for
 // application/jupyterhub-pagination+json.
@@ -497,9 +489,7 @@ func (s *Server) apiStartServer(c echo.Context) error {
 	case errors.As(err, &queued):
 		// Accepted: the start is pending, and begins by itself in its turn
 		// while its progress stream is followed.
-		srv.State = store.StateStarting
-		m := makeUserModel(u, srv, time.Time{}, s.currentImage(ctx))
-		return c.JSON(http.StatusAccepted, queuedUserModel{userModel: m, Line: queued.Place, Message: lineMessage(queued.Place)})
+		return c.JSON(http.StatusAccepted, inLine(makeUserModel(u, srv, time.Time{}, s.currentImage(ctx)), queued.Place))
 	case err != nil:
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/capacity"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
@@ -224,4 +225,36 @@ type queuedUserModel struct {
 	userModel
 	Line    spawner.Place `json:"start_line"`
 	Message string        `json:"message"`
+}
+
+// inLine is m with its default server shown as a pending spawn that waits
+// in line at p: what a JupyterHub client polling the user expects while
+// the start has not begun.
+func inLine(m userModel, p spawner.Place) queuedUserModel {
+	m.State = store.StateStarting
+	m.Pending = sptr("spawn")
+	m.Server = nil
+	m.Servers[""] = serverModel{Pending: sptr("spawn"), URL: identity.UserPath(m.Name),
+		ProgressURL: "/hub/api/users/" + m.Name + "/server/progress", State: store.StateStarting}
+	return queuedUserModel{userModel: m, Line: p, Message: lineMessage(p)}
+}
+
+// apiGetUser is GET /users/NAME; a start waiting in line shows as pending,
+// and the request counts as a sign of life for it.
+func (s *Server) apiGetUser(c echo.Context) error {
+	ctx := c.Request().Context()
+	name, err := s.canonicalParam(c)
+	if err != nil {
+		return err
+	}
+	m, err := s.loadUser(ctx, name)
+	if err != nil {
+		return err
+	}
+	if s.d.Line != nil && m.State != store.StateStarting && m.State != store.StateRunning && m.State != store.StateStopping {
+		if p, in, err := s.d.Line.Place(ctx, name); err == nil && in {
+			return c.JSON(http.StatusOK, inLine(m, p))
+		}
+	}
+	return c.JSON(http.StatusOK, m)
 }

@@ -114,6 +114,11 @@ func TestFullClusterQueuesTheStartAndStartsItWhenAServerStops(t *testing.T) {
 		t.Fatalf("start answer %s, want a pending spawn first in a full line", body)
 	}
 
+	// A JupyterHub client polling the user sees the spawn pending.
+	if r, b := c.do("GET", "/hub/api/users/alice", "", nil); r.StatusCode != 200 || !strings.Contains(b, `"pending":"spawn"`) || !strings.Contains(b, `"start_line":{"position":1`) {
+		t.Errorf("GET the queued user: %d %s, want a pending spawn with its place", r.StatusCode, b)
+	}
+
 	// The admin sees the line and the capacity.
 	a := e.client(t)
 	a.login("admin", testPassword)
