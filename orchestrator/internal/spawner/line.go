@@ -16,7 +16,7 @@ import (
 // it): first come, first served; a start admitted from it holds a lease
 // until the server is ready or failed.
 type Line interface {
-	JoinLine(ctx context.Context, user, options string, stale time.Duration) (store.LinePlace, error)
+	JoinLine(ctx context.Context, user, options string, unattended bool, stale time.Duration) (store.LinePlace, error)
 	SeenInLine(ctx context.Context, user string, stale time.Duration) (store.LinePlace, bool, error)
 	AdmitFromLine(ctx context.Context, bound, n int, lease, stale time.Duration) ([]store.LineEntry, error)
 	RefreshStart(ctx context.Context, user string, lease time.Duration) (bool, error)
@@ -81,7 +81,7 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 	if err != nil {
 		return store.Server{}, fmt.Errorf("encode start options: %w", err)
 	}
-	lp, err := m.o.Line.JoinLine(ctx, user, string(opts), m.o.LineTimeout)
+	lp, err := m.o.Line.JoinLine(ctx, user, string(opts), so.Unattended, m.o.LineTimeout)
 	if err != nil {
 		return store.Server{}, err
 	}

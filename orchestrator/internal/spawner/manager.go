@@ -122,6 +122,9 @@ type SpawnObserver interface {
 type StartOptions struct {
 	Image      string
 	Instructor bool
+	// Unattended: nobody follows this start's progress (a start an admin
+	// scheduled), so it keeps its place in the line without signs of life.
+	Unattended bool `json:",omitempty"`
 }
 
 // Manager starts, stops and locates user servers.

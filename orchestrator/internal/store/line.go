@@ -39,7 +39,8 @@ end
 `
 
 var (
-	// ARGV: stale ms, user, options.
+	// ARGV: stale ms, user, options, "1" when nobody watches the start
+	// (it never goes stale).
 	joinLine = redis.NewScript(linePrune + `
 local u = ARGV[2]
 if redis.call('ZSCORE', KEYS[5], u) then
@@ -50,7 +51,11 @@ if not redis.call('ZSCORE', KEYS[1], u) then
   redis.call('HSET', KEYS[3], u, ARGV[3])
   redis.call('HSET', KEYS[4], u, now)
 end
-redis.call('ZADD', KEYS[2], now, u)
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], '+inf', u)
+elseif redis.call('ZSCORE', KEYS[2], u) ~= 'inf' then
+  redis.call('ZADD', KEYS[2], now, u)
+end
 return {redis.call('ZRANK', KEYS[1], u), redis.call('ZCARD', KEYS[1])}
 `)
 	// ARGV: stale ms, user. Returns {rank or -1 (starting) or -2 (not in line), length}.
@@ -63,7 +68,9 @@ local r = redis.call('ZRANK', KEYS[1], u)
 if not r then
   return {-2, redis.call('ZCARD', KEYS[1])}
 end
-redis.call('ZADD', KEYS[2], now, u)
+if redis.call('ZSCORE', KEYS[2], u) ~= 'inf' then
+  redis.call('ZADD', KEYS[2], now, u)
+end
 return {r, redis.call('ZCARD', KEYS[1])}
 `)
 	// ARGV: stale ms, bound (0: none), at most n, lease ms.
@@ -143,9 +150,14 @@ func (s *Store) lineKeys() []string {
 
 // JoinLine puts user at the end of the line, or keeps the place already
 // held (and its options), and counts as a sign of life. A user not seen
-// for stale leaves the line (0: never).
-func (s *Store) JoinLine(ctx context.Context, user, options string, stale time.Duration) (LinePlace, error) {
-	r, err := joinLine.Run(ctx, s.rdb, s.lineKeys(), staleMS(stale), user, options).Int64Slice()
+// for stale leaves the line (0: never), unless unattended: a start nobody
+// watches (one an admin scheduled) keeps its place until admitted.
+func (s *Store) JoinLine(ctx context.Context, user, options string, unattended bool, stale time.Duration) (LinePlace, error) {
+	flag := "0"
+	if unattended {
+		flag = "1"
+	}
+	r, err := joinLine.Run(ctx, s.rdb, s.lineKeys(), staleMS(stale), user, options, flag).Int64Slice()
 	if err != nil {
 		return LinePlace{}, fmt.Errorf("join line: %w", err)
 	}

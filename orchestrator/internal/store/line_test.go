@@ -13,7 +13,7 @@ func TestLineIsFirstComeFirstServedAndBounded(t *testing.T) {
 	ctx := testContext(t)
 	s, _ := newStore(t)
 	for i, u := range []string{"carol", "alice", "bob", "dave"} {
-		p, err := s.JoinLine(ctx, u, "opts-"+u, time.Minute)
+		p, err := s.JoinLine(ctx, u, "opts-"+u, false, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -22,7 +22,7 @@ func TestLineIsFirstComeFirstServedAndBounded(t *testing.T) {
 		}
 	}
 	// Joining again keeps the place and the first options.
-	if p, err := s.JoinLine(ctx, "alice", "other", time.Minute); err != nil || p.Position != 1 {
+	if p, err := s.JoinLine(ctx, "alice", "other", false, time.Minute); err != nil || p.Position != 1 {
 		t.Fatalf("alice joined again at %+v (%v), want position 1", p, err)
 	}
 
@@ -73,13 +73,13 @@ func TestLineLeasesAndPresenceExpire(t *testing.T) {
 	ctx := testContext(t)
 	s, _ := newStore(t)
 	// A start whose replica stops refreshing its lease frees its place.
-	if _, err := s.JoinLine(ctx, "crashed", "", 0); err != nil {
+	if _, err := s.JoinLine(ctx, "crashed", "", false, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.AdmitFromLine(ctx, 1, 1, 50*time.Millisecond, 0); err != nil || len(got) != 1 {
 		t.Fatalf("admit: %+v, %v", got, err)
 	}
-	if _, err := s.JoinLine(ctx, "next", "", 0); err != nil {
+	if _, err := s.JoinLine(ctx, "next", "", false, 0); err != nil {
 		t.Fatal(err)
 	}
 	eventually(ctx, t, "the expired lease frees the bound", func() bool {
@@ -96,17 +96,25 @@ func TestLineLeasesAndPresenceExpire(t *testing.T) {
 	// A user who stops showing signs of life leaves the line; one who
 	// keeps polling stays, and moves up.
 	stale := 300 * time.Millisecond
+	// A start nobody watches (scheduled) stays without signs of life.
+	if _, err := s.JoinLine(ctx, "scheduled", "", true, stale); err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range []string{"gone", "stays"} {
-		if _, err := s.JoinLine(ctx, u, "", stale); err != nil {
+		if _, err := s.JoinLine(ctx, u, "", false, stale); err != nil {
 			t.Fatal(err)
 		}
 	}
 	eventually(ctx, t, "the silent user leaves", func() bool {
 		p, in, err := s.SeenInLine(ctx, "stays", stale)
-		return err == nil && in && p.Position == 0 && p.Length == 1
+		return err == nil && in && p.Position == 1 && p.Length == 2
 	})
 	if _, in, _ := s.SeenInLine(ctx, "gone", stale); in {
 		t.Error("the silent user is still in line")
+	}
+	waiting, _, err := s.Line(ctx, stale)
+	if err != nil || len(waiting) != 2 || waiting[0].User != "scheduled" {
+		t.Errorf("line %+v (%v), want the unattended start still at the head", waiting, err)
 	}
 }
 
@@ -115,7 +123,7 @@ func TestLineSurvivesANewStoreOnTheSameRedis(t *testing.T) {
 	ctx := testContext(t)
 	s, rdb := newStore(t)
 	for _, u := range []string{"a", "b", "c"} {
-		if _, err := s.JoinLine(ctx, u, "o", time.Minute); err != nil {
+		if _, err := s.JoinLine(ctx, u, "o", false, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
