@@ -49,6 +49,7 @@ func lineMessage(p spawner.Place) string {
 // is the student's sign of life: closing the page leaves the line.
 func (s *Server) followLine(ctx context.Context, name string, send func(progressEvent)) (store.Server, error) {
 	var last spawner.Place
+	var sent time.Time
 	for {
 		p, in, err := s.d.Line.Place(ctx, name)
 		if err != nil {
@@ -59,8 +60,10 @@ func (s *Server) followLine(ctx context.Context, name string, send func(progress
 			if err != nil || !in || srv.State == store.StateStarting || srv.State == store.StateRunning {
 				return srv, err
 			}
-		} else if p != last {
-			last = p
+		} else if p != last || time.Since(sent) > 15*time.Second {
+			// Unchanged places are sent again now and then, so that no
+			// proxy on the way closes a quiet stream.
+			last, sent = p, time.Now()
 			send(progressEvent{Message: lineMessage(p), Position: p.Position, LineLength: p.Length, Full: p.Full, WaitSeconds: int(p.Wait.Seconds())})
 		}
 		select {
