@@ -319,3 +319,51 @@ func TestLineStopLeavesTheLine(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+type reportRoom capacity.Report
+
+func (r reportRoom) Report(context.Context) (capacity.Report, error) { return capacity.Report(r), nil }
+
+type settingsMap map[string]string
+
+func (s settingsMap) GetSetting(_ context.Context, name string) (string, error) {
+	if v, ok := s[name]; ok {
+		return v, nil
+	}
+	return "", store.ErrNotFound
+}
+
+// An admin's runtime setting replaces notebook.starts_per_node.
+func TestLineBoundFollowsTheRuntimeSetting(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// One node with 4 CPUs, configured for one start at a time.
+	room := reportRoom{Starts: 1, Fit: capacity.Unlimited, Nodes: []capacity.Node{{ID: "n1", CPUs: 4}}}
+	for _, tc := range []struct {
+		setting string
+		want    int
+	}{
+		{"", 1},   // unset: the configured bound
+		{"x", 1},  // invalid: ignored
+		{"0", 0},  // no bound
+		{"-1", 4}, // the node's CPU count
+		{"3", 3},  // per node
+	} {
+		h := newLineHarness(t)
+		o := baseOptions()
+		o.Storage.HostRoot = t.TempDir()
+		st := store.New(h.rdb, "linetest:")
+		settings := settingsMap{}
+		if tc.setting != "" {
+			settings[spawner.SettingStartsPerNode] = tc.setting
+		}
+		m := spawner.NewManager(h.d, spawner.WrapStore(st), spawner.ManagerOptions{
+			Spec: o, Image: "img", Namer: identityNamer(t), Prober: h.log, Line: st, Room: room, Settings: settings,
+		}, nil)
+		ls, err := m.LineStatus(ctx)
+		if err != nil || ls.Bound != tc.want {
+			t.Errorf("setting %q: bound %d (%v), want %d", tc.setting, ls.Bound, err, tc.want)
+		}
+	}
+}
