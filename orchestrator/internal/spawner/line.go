@@ -24,6 +24,7 @@ type Line interface {
 	EndStart(ctx context.Context, user string) error
 	LeaveLine(ctx context.Context, user string) error
 	Line(ctx context.Context, stale time.Duration) ([]store.LineEntry, []string, error)
+	StartsInFlight(ctx context.Context) ([]string, error)
 	RecordStartDuration(ctx context.Context, d time.Duration) error
 	StartDuration(ctx context.Context) (time.Duration, error)
 }
@@ -137,7 +138,7 @@ func (m *Manager) Place(ctx context.Context, user string) (Place, bool, error) {
 			bound = m.bound(ctx, rep)
 			if rep.Fit != capacity.Unlimited {
 				// Starts in flight are in the figure or about to be.
-				_, starting, err := m.o.Line.Line(ctx, m.o.LineTimeout)
+				starting, err := m.o.Line.StartsInFlight(ctx)
 				p.Full = err == nil && m.free(ctx, rep, starting) <= 0
 			}
 		}

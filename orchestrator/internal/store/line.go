@@ -117,6 +117,13 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 return 0
 `)
+	// KEYS: starts. Returns the users whose start is in flight.
+	readStarts = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+`)
 	// ARGV: sample ms. An exponential average, so the estimate follows the
 	// machine's current load.
 	recordStart = redis.NewScript(`
@@ -247,6 +254,16 @@ func (s *Store) Line(ctx context.Context, stale time.Duration) (waiting []LineEn
 		waiting = append(waiting, LineEntry{User: u, Joined: msTime(joined[i]), Seen: msTime(seen[i])})
 	}
 	return waiting, strs(r[3]), nil
+}
+
+// StartsInFlight returns the users whose start is in flight: one call,
+// however long the line.
+func (s *Store) StartsInFlight(ctx context.Context) ([]string, error) {
+	r, err := readStarts.Run(ctx, s.rdb, []string{s.key("starts")}).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("read starts in flight: %w", err)
+	}
+	return r, nil
 }
 
 // RecordStartDuration feeds the average start duration the line's

@@ -62,6 +62,9 @@ func TestLineIsFirstComeFirstServedAndBounded(t *testing.T) {
 	if !slices.Equal(starting, []string{"alice", "bob"}) {
 		t.Errorf("starting %v, want alice and bob", starting)
 	}
+	if inFlight, err := s.StartsInFlight(ctx); err != nil || !slices.Equal(inFlight, starting) {
+		t.Errorf("starts in flight %v (%v), want %v", inFlight, err, starting)
+	}
 	// Unbounded admission takes the whole line.
 	if got, _ := s.AdmitFromLine(ctx, 0, 10, time.Minute, time.Minute); len(got) != 1 || got[0].User != "dave" {
 		t.Errorf("unbounded admission %+v, want dave", got)
