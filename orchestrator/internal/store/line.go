@@ -107,7 +107,9 @@ return {users, joined, seen, redis.call('ZRANGE', KEYS[5], 0, -1)}
 `)
 	// ARGV: stale ms (unused here but pruning needs it), user, lease ms.
 	refreshStart = redis.NewScript(linePrune + `
-return redis.call('ZADD', KEYS[5], 'XX', 'CH', now + tonumber(ARGV[3]), ARGV[2])
+if not redis.call('ZSCORE', KEYS[5], ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[5], now + tonumber(ARGV[3]), ARGV[2])
+return 1
 `)
 	// ARGV: user.
 	leaveLine = redis.NewScript(`
