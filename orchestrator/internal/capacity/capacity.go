@@ -252,9 +252,6 @@ func NewReader(d Docker, o Options, maxAge time.Duration) *Reader {
 	return &Reader{d: d, o: o, maxAge: maxAge, now: time.Now}
 }
 
-// Options returns the guarantees and placement the Reader computes with.
-func (r *Reader) Options() Options { return r.o }
-
 // Report returns the capacity now (or at most MaxAge ago).
 func (r *Reader) Report(ctx context.Context) (Report, error) {
 	r.mu.Lock()

@@ -189,8 +189,8 @@ type Settings interface {
 	GetSetting(ctx context.Context, name string) (string, error)
 }
 
-// StartsPerNode is the runtime override of the per-node start bound, if set.
-func (m *Manager) StartsPerNode(ctx context.Context) (int, bool) {
+// startsPerNode is the runtime override of the per-node start bound, if set.
+func (m *Manager) startsPerNode(ctx context.Context) (int, bool) {
 	if m.o.Settings == nil {
 		return 0, false
 	}
@@ -211,7 +211,7 @@ func (m *Manager) StartsPerNode(ctx context.Context) (int, bool) {
 
 func (m *Manager) bound(ctx context.Context, rep capacity.Report) int {
 	b := rep.Starts
-	if n, ok := m.StartsPerNode(ctx); ok {
+	if n, ok := m.startsPerNode(ctx); ok {
 		b = rep.StartsWith(n)
 	}
 	if m.o.SpawnLimit > 0 && (b == 0 || m.o.SpawnLimit < b) {
@@ -335,13 +335,13 @@ func (m *Manager) runAdmitted(ctx context.Context, user string, so StartOptions)
 		if err := m.o.Line.EndStart(ectx, user); err != nil {
 			m.log.Warn("end start", "user", user, "err", err)
 		}
-		m.Kick()
+		m.kickLine()
 	})
 }
 
-// Kick makes RunLine look at the line now rather than at its next tick:
+// kickLine makes RunLine look at the line now rather than at its next tick:
 // a start ended or a server stopped.
-func (m *Manager) Kick() {
+func (m *Manager) kickLine() {
 	select {
 	case m.kick <- struct{}{}:
 	default:

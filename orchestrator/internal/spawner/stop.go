@@ -30,7 +30,7 @@ func (m *Manager) Stop(ctx context.Context, user, reason string) error {
 		if err := m.o.Line.LeaveLine(ctx, user); err != nil {
 			return fmt.Errorf("take %s out of the line: %w", user, err)
 		}
-		defer m.Kick()
+		defer m.kickLine()
 	}
 	lock, err := m.st.Lock(ctx, lockKey(user), m.lockTTL())
 	switch {
