@@ -81,6 +81,8 @@ type runOptions struct {
 	MemUsers      int
 	MemServers    int
 	HotRequests   int
+	LectureUsers  int
+	LectureSpread time.Duration
 	Suites        []string
 	Note          string // printed above the tables (machine, load)
 }
@@ -102,6 +104,8 @@ func parseRunFlags(args []string) (runOptions, error) {
 	fs.IntVar(&o.MemUsers, "memory-users", 10000, "registered users in the memory suite")
 	fs.IntVar(&o.MemServers, "memory-servers", 200, "running servers in the memory suite")
 	fs.IntVar(&o.HotRequests, "hot-requests", 5000, "proxied requests in the hot-path suite")
+	fs.IntVar(&o.LectureUsers, "lecture-users", 30, "students in the lecture suite")
+	fs.DurationVar(&o.LectureSpread, "lecture-spread", 10*time.Second, "the lecture suite's students log in within this time")
 	fs.StringVar(&o.Note, "note", "", "a line printed above the results (machine, load)")
 	// Flags and suite names may come in any order.
 	rest := args

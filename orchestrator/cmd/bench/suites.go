@@ -31,6 +31,7 @@ func allSuites() []suite {
 		{"hotpath", (*env).suiteHotPath},
 		{"jupyter-storm", (*env).suiteJupyterStorm},
 		{"images", (*env).suiteImages},
+		{"lecture", (*env).suiteLecture},
 		{"storm", (*env).suiteStorm},
 		{"memory", (*env).suiteMemory},
 		{"cull", (*env).suiteCull},

@@ -77,11 +77,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprint(stderr, "usage: orchestrator check-config FILE\n")
 			return exitError(2)
 		}
-		if _, err := config.Load(args[1], getenv); err != nil {
+		cfg, err := config.Load(args[1], getenv)
+		if err != nil {
 			fmt.Fprintf(stdout, "%s: configuration has problems:\n%v\n", args[1], err)
 			return exitError(1)
 		}
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", args[1])
+		checkCapacity(ctx, cfg, stdout)
 		return nil
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], getenv, stderr)

@@ -167,3 +167,18 @@ func TestServe(t *testing.T) {
 		t.Errorf("no shutdown logged:\n%s", logs.String())
 	}
 }
+
+func TestCheckConfigWarnsWhenAllowedUsersExceedCapacity(t *testing.T) {
+	// The fake Docker API reports a swarm without nodes: nothing fits.
+	var out, errOut bytes.Buffer
+	env := stackEnv(t, map[string]string{
+		"SWARMHUB_DOCKER_HOST":        dockerapi.Start(t),
+		"SWARMHUB_AUTH_ALLOWED_USERS": "alice,bob",
+	})
+	if err := run(context.Background(), []string{"check-config", stackConfig}, env, &out, &errOut); err != nil {
+		t.Fatalf("check-config: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "warning: auth.allowed_users lists 2 users but only 0 servers fit") {
+		t.Errorf("check-config output %q, want the capacity warning", out.String())
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/activity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/archive"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/auth"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/capacity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/diskusage"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/httpguard"
@@ -113,15 +114,18 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		seeded.Set(nil)
 	}
 
-	// The gauges read through closures over srv and px, assigned below.
+	// The gauges read through closures over srv, px and lecture, assigned below.
 	var srv *web.Server
 	var px *proxy.Proxy
 	usage := diskusage.NewSnapshot(st)
+	lecture := &lectureGauges{}
 	m := metrics.New(metrics.Options{
 		RunningServers: func() int { return srv.RunningCount() },
 		OpenWebsockets: func() int { return px.OpenWebsockets() },
 		WorkspaceBytes: usage.Bytes,
+		Lecture:        lecture.read,
 	})
+	room := capacity.NewReader(docker, capacityOptions(cfg), time.Second)
 
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{
 		Metrics:      m,
@@ -133,7 +137,11 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		SpawnLimit:   cfg.Notebook.ConcurrentSpawnLimit,
 		// Short: blocked students retry in small steps instead of waiting
 		// out a long one while slots free up.
-		RetryAfter: 2 * time.Second,
+		RetryAfter:  2 * time.Second,
+		Line:        st,
+		Room:        room,
+		Settings:    st,
+		LineTimeout: cfg.Notebook.LineTimeout,
 	}, log.With("component", "spawner"))
 
 	var puller *prepull.Puller
@@ -210,6 +218,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Prestarts:    jb.Prestarts(),
 		Images:       imageNodes(puller),
 		Access:       cookies,
+		Line:         mgr,
+		Capacity:     room,
 	})
 	jb.UseHub(srv)
 
@@ -248,6 +258,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg(func() { srv.SampleRunning(bg) })
 	goBg(func() { usage.Follow(bg, time.Minute, log) })
 	goBg(func() { mgr.WatchAddresses(bg, cfg.Lifecycle.Reconcile.Interval) })
+	goBg(func() { mgr.RunLine(bg) })
+	goBg(func() { lecture.run(bg, mgr, room, log) })
 	jb.OnCull(m.CullStopped)
 	jb.OnArchive(func(mf archive.Manifest) {
 		var bytes int64
@@ -304,6 +316,15 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		return serveErr
 	}
 	return nil
+}
+
+func capacityOptions(cfg config.Config) capacity.Options {
+	return capacity.Options{
+		CPUGuarantee:  cfg.Notebook.CPUGuarantee,
+		MemGuarantee:  int64(cfg.Notebook.MemGuarantee),
+		Constraints:   cfg.Notebook.PlacementConstraints,
+		StartsPerNode: cfg.Notebook.StartsPerNode,
+	}
 }
 
 func specOptions(cfg config.Config) spawner.Options {

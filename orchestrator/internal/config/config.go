@@ -118,6 +118,8 @@ type Notebook struct {
 	Port                 int               `yaml:"port" help:"Port the Jupyter server listens on inside its container."`
 	StartTimeout         time.Duration     `yaml:"start_timeout" help:"How long a start may take until the server answers, before it fails (replaces c.Spawner.start_timeout)."`
 	ConcurrentSpawnLimit int               `yaml:"concurrent_spawn_limit" help:"Starts in progress at once, across all replicas; beyond it users get 429 and retry."`
+	StartsPerNode        int               `yaml:"starts_per_node" help:"Server starts in flight at once per node eligible for user servers, first come first served; the rest wait in line with their position shown. -1 = the node's CPU count, 0 = no bound (all at once)."`
+	LineTimeout          time.Duration     `yaml:"line_timeout" help:"A student waiting in the start line whose page has not asked for their place for this long leaves the line."`
 	CourseID             string            `yaml:"course_id" help:"nbgrader course id, given to servers as NBGRADER_COURSE_ID."`
 	InstructorUsers      []string          `yaml:"instructor_users" help:"Users who get the nbgrader formgrader besides admins (admins are always instructors)."`
 }
@@ -291,6 +293,8 @@ func Default() Config {
 			StartTimeout:         120 * time.Second,
 			ConcurrentSpawnLimit: 20,
 			Prepull:              true,
+			StartsPerNode:        -1,
+			LineTimeout:          time.Minute,
 			CourseID:             "course101",
 		},
 		Storage: Storage{

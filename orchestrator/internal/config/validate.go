@@ -310,6 +310,10 @@ func (v *checker) notebook(n *Notebook) {
 	if n.ConcurrentSpawnLimit < 1 {
 		v.add("notebook.concurrent_spawn_limit", "%d must be at least 1 (starts allowed at the same time)", n.ConcurrentSpawnLimit)
 	}
+	if n.StartsPerNode < -1 {
+		v.add("notebook.starts_per_node", "%d must be -1 (each node's CPU count), 0 (no bound) or a positive number", n.StartsPerNode)
+	}
+	v.positive("notebook.line_timeout", n.LineTimeout)
 	if !courseRE.MatchString(n.CourseID) {
 		v.add("notebook.course_id", "%q is not a valid nbgrader course id; use letters, digits, '_', '.' or '-', e.g. ds1edp_ws19", n.CourseID)
 	}

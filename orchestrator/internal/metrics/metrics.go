@@ -24,6 +24,18 @@ type Options struct {
 	// WorkspaceBytes is every workspace's size on disk (e.g.
 	// diskusage.Snapshot.Bytes).
 	WorkspaceBytes func() map[string]int64
+	// Lecture is the capacity and the start line as last read, false
+	// before the first reading.
+	Lecture func() (Lecture, bool)
+}
+
+// Lecture is what the capacity and start-line gauges show.
+type Lecture struct {
+	NodeFit  map[string]int // node hostname -> more servers that fit; -1 unlimited
+	Fit      int            // in total; -1 unlimited
+	Waiting  int            // starts waiting in line
+	Starting int            // starts in flight
+	Bound    int            // starts allowed in flight at once; 0 unbounded
 }
 
 // Login outcomes, the label values of swarmhub_logins_total.
@@ -73,6 +85,9 @@ func New(o Options) *Metrics {
 	if o.WorkspaceBytes != nil {
 		reg.MustRegister(&usageCollector{read: o.WorkspaceBytes, desc: prometheus.NewDesc("swarmhub_workspace_bytes",
 			"Space a user's workspace takes on disk, as last measured in the background.", []string{"user"}, nil)})
+	}
+	if o.Lecture != nil {
+		reg.MustRegister(lectureCollector{o.Lecture})
 	}
 	m.spawnDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "swarmhub_spawn_duration_seconds",
@@ -252,4 +267,41 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 	for user, b := range c.read() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(b), user)
 	}
+}
+
+var (
+	capacityNodeDesc = prometheus.NewDesc("swarmhub_capacity_servers",
+		"More user servers that fit on the node by the configured guarantees (-1: no guarantee, no limit).", []string{"node"}, nil)
+	capacityTotalDesc = prometheus.NewDesc("swarmhub_capacity_servers_total",
+		"More user servers that fit on the cluster by the configured guarantees (-1: no limit).", nil, nil)
+	lineWaitingDesc = prometheus.NewDesc("swarmhub_start_line_waiting",
+		"Starts waiting in line for their turn or for room.", nil, nil)
+	startsDesc = prometheus.NewDesc("swarmhub_starts_in_flight",
+		"Server starts admitted from the line and not yet ready or failed.", nil, nil)
+	startsBoundDesc = prometheus.NewDesc("swarmhub_starts_in_flight_bound",
+		"Starts allowed in flight at once (0: no bound).", nil, nil)
+)
+
+// lectureCollector reports the last reading of the capacity and the line,
+// from memory.
+type lectureCollector struct{ read func() (Lecture, bool) }
+
+func (c lectureCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{capacityNodeDesc, capacityTotalDesc, lineWaitingDesc, startsDesc, startsBoundDesc} {
+		ch <- d
+	}
+}
+
+func (c lectureCollector) Collect(ch chan<- prometheus.Metric) {
+	l, ok := c.read()
+	if !ok {
+		return
+	}
+	for node, fit := range l.NodeFit {
+		ch <- prometheus.MustNewConstMetric(capacityNodeDesc, prometheus.GaugeValue, float64(fit), node)
+	}
+	ch <- prometheus.MustNewConstMetric(capacityTotalDesc, prometheus.GaugeValue, float64(l.Fit))
+	ch <- prometheus.MustNewConstMetric(lineWaitingDesc, prometheus.GaugeValue, float64(l.Waiting))
+	ch <- prometheus.MustNewConstMetric(startsDesc, prometheus.GaugeValue, float64(l.Starting))
+	ch <- prometheus.MustNewConstMetric(startsBoundDesc, prometheus.GaugeValue, float64(l.Bound))
 }

@@ -131,3 +131,22 @@ func BenchmarkWrapProxy(b *testing.B) {
 		h.ServeHTTP(w, req)
 	}
 }
+
+func TestLectureGauges(t *testing.T) {
+	ready := false
+	m := metrics.New(metrics.Options{Lecture: func() (metrics.Lecture, bool) {
+		return metrics.Lecture{NodeFit: map[string]int{"node1": 3, "node2": 0}, Fit: 3, Waiting: 4, Starting: 2, Bound: 2}, ready
+	}})
+	if body := scrape(t, m); strings.Contains(body, "swarmhub_capacity") {
+		t.Error("capacity gauges before the first reading")
+	}
+	ready = true
+	wantLines(t, scrape(t, m),
+		`swarmhub_capacity_servers{node="node1"} 3`,
+		`swarmhub_capacity_servers{node="node2"} 0`,
+		"swarmhub_capacity_servers_total 3",
+		"swarmhub_start_line_waiting 4",
+		"swarmhub_starts_in_flight 2",
+		"swarmhub_starts_in_flight_bound 2",
+	)
+}

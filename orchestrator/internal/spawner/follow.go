@@ -103,6 +103,11 @@ func (m *Manager) ready(ctx context.Context, rec store.Server, addr string) {
 	if m.o.Metrics != nil {
 		m.o.Metrics.SpawnFinished(now.Sub(rec.Requested), "")
 	}
+	if m.o.Line != nil {
+		if err := m.o.Line.RecordStartDuration(ctx, now.Sub(rec.Requested)); err != nil {
+			m.log.Warn("record start duration", "err", err)
+		}
+	}
 	url := BaseURL(rec.User)
 	m.progress(ctx, rec.User, store.Progress{Progress: 100, Message: "Server ready at " + url, Ready: true, URL: url})
 	m.event(ctx, EventReady, rec.User, fmt.Sprintf("ready after %s", now.Sub(rec.Requested).Round(time.Millisecond)))

@@ -95,6 +95,21 @@ type ManagerOptions struct {
 	UID, GID int
 	// Metrics, when set, hears how each spawn of this replica ended.
 	Metrics SpawnObserver
+	// Line, when set, is where starts wait their turn; nil: every start
+	// goes ahead at once, up to SpawnLimit.
+	Line Line
+	// Room, when set with Line, bounds the starts in flight and admits no
+	// more servers than fit.
+	Room Room
+	// LineTimeout: a waiting user not seen for this long leaves the line
+	// (their page stopped asking); default 1m.
+	LineTimeout time.Duration
+	// LineInterval is how often RunLine looks at the line without being
+	// kicked; default 2s.
+	LineInterval time.Duration
+	// Settings, when set, may override the per-node start bound at runtime
+	// (SettingStartsPerNode).
+	Settings Settings
 }
 
 // SpawnObserver is told the outcome of every spawn: its duration from the
@@ -107,6 +122,9 @@ type SpawnObserver interface {
 type StartOptions struct {
 	Image      string
 	Instructor bool
+	// Unattended: nobody follows this start's progress (a start an admin
+	// scheduled), so it keeps its place in the line without signs of life.
+	Unattended bool `json:",omitempty"`
 }
 
 // Manager starts, stops and locates user servers.
@@ -123,6 +141,7 @@ type Manager struct {
 	targets map[string]target // user -> where the running server is
 	wg      sync.WaitGroup    // background spawns
 	spawns  map[string]*spawn // user -> this replica's spawn in flight
+	kick    chan struct{}     // wakes RunLine
 }
 
 type spawn struct {
@@ -144,6 +163,12 @@ func NewManager(d Docker, st Store, o ManagerOptions, log *slog.Logger) *Manager
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.LineTimeout <= 0 {
+		o.LineTimeout = time.Minute
+	}
+	if o.LineInterval <= 0 {
+		o.LineInterval = 2 * time.Second
+	}
 	if o.UID == 0 && o.GID == 0 {
 		o.UID, o.GID = 1000, 100
 	}
@@ -159,6 +184,7 @@ func NewManager(d Docker, st Store, o ManagerOptions, log *slog.Logger) *Manager
 		tasks:   newTaskBatcher(d, min(defaultGather, o.ProbeInterval/5)),
 		targets: map[string]target{},
 		spawns:  map[string]*spawn{},
+		kick:    make(chan struct{}, 1),
 	}
 }
 

@@ -15,12 +15,19 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
-// Start starts the user's server, or returns the one already running or
+// begin starts the user's server, or returns the one already running or
 // starting. It returns once the service exists; readiness is followed in the
 // background and reported through the progress stream and the record.
-func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (store.Server, error) {
+// ended, when set, is called once when this spawn is over: at once when
+// begin returns without following a spawn, else when the server is ready,
+// failed or stopped.
+func (m *Manager) begin(ctx context.Context, user string, so StartOptions, ended func()) (store.Server, error) {
+	if ended == nil {
+		ended = func() {}
+	}
 	lock, rec, err := m.lockOrCurrent(ctx, user)
 	if err != nil || lock == nil {
+		ended()
 		return rec, err
 	}
 	var slotKept atomic.Bool
@@ -30,6 +37,7 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 		if !handedOff {
 			stopKeep()
 			m.release(lock, user, false)
+			ended()
 		}
 	}()
 
@@ -177,6 +185,7 @@ func (m *Manager) Start(ctx context.Context, user string, so StartOptions) (stor
 			}
 			m.mu.Unlock()
 			close(sp.done)
+			ended()
 		}()
 		m.follow(wctx, rec)
 	}()

@@ -24,6 +24,14 @@ func (m *Manager) Stop(ctx context.Context, user, reason string) error {
 			return ctx.Err()
 		}
 	}
+	if m.o.Line != nil {
+		// A stop of a start still waiting takes it out of the line, and a
+		// stopped server makes room for the next one in it.
+		if err := m.o.Line.LeaveLine(ctx, user); err != nil {
+			return fmt.Errorf("take %s out of the line: %w", user, err)
+		}
+		defer m.kickLine()
+	}
 	lock, err := m.st.Lock(ctx, lockKey(user), m.lockTTL())
 	switch {
 	case errors.Is(err, store.ErrLocked):

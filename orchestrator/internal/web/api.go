@@ -190,14 +190,6 @@ func (s *Server) loadUser(ctx context.Context, name string) (userModel, error) {
 	return m, nil
 }
 
-func (s *Server) apiGetUser(c echo.Context) error {
-	name, err := s.canonicalParam(c)
-	if err != nil {
-		return err
-	}
-	return s.writeUser(c, http.StatusOK, name)
-}
-
 // apiListUsers is JupyterHub's GET /users: state, offset and limit, plus
 // name_filter and sort; the pagination envelope when the client asks for
 // application/jupyterhub-pagination+json.
@@ -502,10 +494,15 @@ func (s *Server) apiStartServer(c echo.Context) error {
 	}
 	srv, err := s.d.Servers.Start(ctx, name, spawner.StartOptions{Image: body.Image, Instructor: instr})
 	var busy *spawner.BusyError
+	var queued *spawner.QueuedError
 	switch {
 	case errors.As(err, &busy):
 		return &apiErr{Status: http.StatusTooManyRequests, Retry: busy.RetryAfter,
 			Message: "many servers are starting right now; yours will start when you retry in a few seconds"}
+	case errors.As(err, &queued):
+		// Accepted: the start is pending, and begins by itself in its turn
+		// while its progress stream is followed.
+		return c.JSON(http.StatusAccepted, inLine(makeUserModel(u, srv, time.Time{}, s.currentImage(ctx)), queued.Place))
 	case err != nil:
 		return err
 	}
@@ -530,12 +527,18 @@ func (s *Server) apiStopServer(c echo.Context) error {
 }
 
 // progressEvent is JupyterHub's progress event shape.
+// swarmhub adds the place of a start waiting in line.
 type progressEvent struct {
 	Progress int    `json:"progress"`
 	Message  string `json:"message"`
 	Ready    bool   `json:"ready,omitempty"`
 	Failed   bool   `json:"failed,omitempty"`
 	URL      string `json:"url,omitempty"`
+
+	Position    int  `json:"position,omitempty"` // from 1 at the head of the line
+	LineLength  int  `json:"line_length,omitempty"`
+	Full        bool `json:"full,omitempty"`         // no node can take another server
+	WaitSeconds int  `json:"wait_seconds,omitempty"` // estimate; absent when unknown
 }
 
 // apiProgress streams spawn progress as server-sent events. Any replica can
@@ -561,6 +564,14 @@ func (s *Server) apiProgress(c echo.Context) error {
 	if err != nil {
 		send(progressEvent{Progress: 100, Failed: true, Message: "cannot read the server state right now; reload the page"})
 		return nil
+	}
+	if srv.State != store.StateStarting && srv.State != store.StateRunning && s.d.Line != nil {
+		if srv, err = s.followLine(ctx, name, send); err != nil {
+			if ctx.Err() == nil {
+				send(progressEvent{Progress: 100, Failed: true, Message: "lost contact with the hub's state store; reload the page"})
+			}
+			return nil
+		}
 	}
 	if srv.State == store.StateRunning {
 		send(progressEvent{Progress: 100, Ready: true, Message: "Server ready", URL: url})

@@ -141,6 +141,7 @@ func (s *Server) adminPage(c echo.Context) error {
 		"Wide": true, "XSRF": id.XSRF, "Users": page, "Snap": snap, "Query": q, "Headers": headers, "Pager": pg,
 		"Events": evs, "AdminAccess": s.o.AdminAccess, "SoftLimit": s.o.DiskSoftLimit, "Image": s.imageInfo(ctx),
 		"Chart": s.chart(ctx), "States": []string{"active", "ready", "inactive", "outdated", "failed", "blocked"},
+		"Lecture": s.lectureView(ctx, snap.Counts),
 	}
 	if s.d.Archives != nil {
 		runs, err := s.archiveRuns(ctx)

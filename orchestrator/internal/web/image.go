@@ -192,8 +192,13 @@ func (s *Server) restart(ctx context.Context, user, image, actor string) error {
 	if err != nil {
 		return fmt.Errorf("instructor group: %w", err)
 	}
-	_, err = s.d.Servers.Start(ctx, user, spawner.StartOptions{Image: image, Instructor: instr})
+	// Nobody watches this start: it keeps its place in line until its turn.
+	_, err = s.d.Servers.Start(ctx, user, spawner.StartOptions{Image: image, Instructor: instr, Unattended: true})
 	var busy *spawner.BusyError
+	var queued *spawner.QueuedError
+	if errors.As(err, &queued) {
+		return nil
+	}
 	if errors.As(err, &busy) {
 		return fmt.Errorf("stopped, but the start was refused because many servers are starting; it starts on the user's next visit")
 	}

@@ -99,6 +99,11 @@ type Deps struct {
 	// Access mints servers' access cookies; cmd shares it with the proxy's
 	// ProxyIdentifier. nil: one with a key of this process's own.
 	Access *AccessCookies
+	// Line shows students their place in the start line and admins the
+	// line; nil: starts do not wait in line.
+	Line StartLine
+	// Capacity shows admins how many more servers fit; nil hides it.
+	Capacity CapacityReader
 }
 
 // Server is the orchestrator's HTTP front: hub pages and API through echo,

@@ -1,5 +1,5 @@
 // Package fakedocker is an in-memory stand-in for the Docker Swarm calls
-// the spawner makes (services and their tasks), for tests of pure logic:
+// the spawner makes (services, their tasks, the nodes), for tests of pure logic:
 // the fake keeps services in a map and each test decides which tasks
 // Docker reports (running, failed, pending). Tests of behaviour against
 // Docker itself use a real swarm instead.
@@ -36,6 +36,7 @@ type Client struct {
 	calls    []string
 	creates  int
 	tasks    TaskFunc // nil: one running task at DefaultIP
+	nodes    []swarm.Node
 }
 
 // New returns a Client with no services, whose services each report one

@@ -9,7 +9,10 @@ type TaskOption func(*swarm.Task)
 //
 //	Task(svc, WithState(swarm.TaskStateRejected), WithErr("No such image: x"))
 func Task(svc swarm.Service, opts ...TaskOption) swarm.Task {
-	t := swarm.Task{ID: "task-" + svc.ID, ServiceID: svc.ID, Status: swarm.TaskStatus{State: swarm.TaskStateNew}}
+	t := swarm.Task{
+		ID: "task-" + svc.ID, ServiceID: svc.ID, Spec: svc.Spec.TaskTemplate,
+		DesiredState: swarm.TaskStateRunning, Status: swarm.TaskStatus{State: swarm.TaskStateNew},
+	}
 	for _, o := range opts {
 		o(&t)
 	}
@@ -46,4 +49,9 @@ func WithAddress(network, ip string) TaskOption {
 			Addresses: []string{ip + "/24"},
 		})
 	}
+}
+
+// OnNode places the task on the node with that ID.
+func OnNode(id string) TaskOption {
+	return func(t *swarm.Task) { t.NodeID = id }
 }
