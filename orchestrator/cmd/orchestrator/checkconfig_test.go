@@ -87,8 +87,8 @@ func TestCheckConfigCertificate(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "tls.key_file: ") {
 		t.Fatalf("another certificate's key: exit %d\n%s", code, out)
 	}
-	if out, code := checkConfigRun(t, defaultProber, nil, "--probe"); code != 2 {
-		t.Fatalf("--probe without a file: exit %d, want 2\n%s", code, out)
+	if out, code := checkConfigRun(t, defaultProber, nil, "--probe", "dns", stackConfig); code != 2 {
+		t.Fatalf("--probe dns: exit %d, want 2\n%s", code, out)
 	}
 }
 
@@ -136,7 +136,7 @@ storage:
 		return path
 	}
 	good := prober{nfsPort: nfsPort, timeout: 10 * time.Second}
-	if out, code := checkConfigRun(t, good, nil, "--probe", file(dir.CAFile)); code != 0 {
+	if out, code := checkConfigRun(t, good, nil, "--probe", "ldap,nfs", file(dir.CAFile)); code != 0 {
 		t.Fatalf("directory and NFS answer: exit %d\n%s", code, out)
 	}
 	// Without --probe nothing is dialled: the closed port is no problem.
@@ -144,7 +144,15 @@ storage:
 	if out, code := checkConfigRun(t, noNFS, nil, file(dir.WrongCAFile)); code != 0 {
 		t.Fatalf("without --probe: exit %d\n%s", code, out)
 	}
-	out, code := checkConfigRun(t, noNFS, nil, "--probe", file(dir.WrongCAFile))
+	// Each probe on its own: a worker checks only NFS.
+	if out, code := checkConfigRun(t, noNFS, nil, "--probe", "ldap", file(dir.CAFile)); code != 0 {
+		t.Fatalf("--probe ldap with NFS down: exit %d\n%s", code, out)
+	}
+	out, code := checkConfigRun(t, noNFS, nil, "--probe", "nfs", file(dir.WrongCAFile))
+	if code != 1 || strings.Contains(out, "auth.ldap") || !strings.Contains(out, "storage.nfs.server") {
+		t.Fatalf("--probe nfs with the wrong CA and NFS down: exit %d\n%s", code, out)
+	}
+	out, code = checkConfigRun(t, noNFS, nil, "--probe", "ldap,nfs", file(dir.WrongCAFile))
 	if code != 1 || !strings.Contains(out, "auth.ldap.server_address: 127.0.0.1 does not answer") ||
 		!strings.Contains(out, "storage.nfs.server: NFS at "+net.JoinHostPort("127.0.0.1", closedPort)) {
 		t.Fatalf("wrong CA and NFS down: exit %d\n%s", code, out)

@@ -49,9 +49,10 @@ const usage = `usage: orchestrator <command> [flags]
 
 commands:
   serve         [--config FILE]   run the hub (default config ` + defaultConfigPath + `)
-  check-config  [--probe] FILE    print every problem in FILE and its TLS certificate
-                                (expiring within 14 days, key not its own) and exit
-                                non-zero if any; --probe also connects to LDAP and NFS
+  check-config  [--probe ldap,nfs] FILE
+                print every problem in FILE and its TLS certificate (expiring
+                within 14 days, key not its own) and exit non-zero if any;
+                --probe also connects to the LDAP directory and/or NFS server
   healthcheck   [--config FILE] [--url URL]  exit 0 when the local hub answers /hub/health
   version                         print the version
 `
