@@ -24,14 +24,14 @@ import (
 )
 
 // testPKI is a CA made for one test and a server certificate it signed for
-// 127.0.0.1 and localhost.
+// 127.0.0.1, localhost and the test's further IP addresses.
 type testPKI struct {
 	pool      *x509.CertPool
 	spki      []string // base64 SHA-256 of the CA's and the server's public keys
 	cert, key []byte   // server certificate (with the CA) and key, PEM
 }
 
-func newTestPKI(t testing.TB) *testPKI {
+func newTestPKI(t testing.TB, ips ...string) *testPKI {
 	t.Helper()
 	gen := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -50,8 +50,12 @@ func newTestPKI(t testing.TB) *testPKI {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
+	sans := []net.IP{net.ParseIP("127.0.0.1")}
+	for _, ip := range ips {
+		sans = append(sans, net.ParseIP(ip))
+	}
 	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames: []string{"localhost"}, IPAddresses: sans,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
