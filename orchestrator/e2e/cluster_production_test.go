@@ -57,12 +57,14 @@ notebook:
   service_name: "%[1]s-{username}"
   user_volume: "%[1]s-user-{username}"
   exchange_volume: "%[1]s-exchange"
+  prepull: false
 auth:
   authenticator: ldap
   admin_users: [data8]
   ldap:
-    # Nothing answers here: the test is about the stack, not the directory.
-    server_address: 192.0.2.1
+    # Refused at once: the test is about the stack, not the directory (and
+    # a quick refusal keeps /hub/health's other checks within its deadline).
+    server_address: 127.0.0.1
     tls: ldaps
     lookup_dn: true
     bind_dn: cn=swarmhub,ou=services,dc=example,dc=edu
