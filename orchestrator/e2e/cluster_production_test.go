@@ -201,3 +201,43 @@ lifecycle:
 		t.Fatalf("orchestrator secrets %v, want %v (no dummy password)", got, want)
 	}
 }
+
+// TestProductionStackConfig: docker-stack.yml with stack/production.yml
+// passes `docker stack config`, and the merge is the intended one: the
+// password slot holds the external LDAP secret (no dummy-password file),
+// HTTPS and the redirect are published, Redis is pinned by its label.
+func TestProductionStackConfig(t *testing.T) {
+	if _, err := shQuiet(nil, "docker", "stack", "config", "--help"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("this docker CLI has no `stack config`: %v", err)
+		}
+		t.Skip("this docker CLI has no `stack config` (Docker 20.10's); TestClusterProductionStack deploys the files instead")
+	}
+	env := []string{"SWARMHUB_PORT=443", "SWARMHUB_NFS_SERVER=nfs.example.edu", "SWARMHUB_NFS_EXPORT=/export/swarmhub",
+		"SWARMHUB_DUMMY_PASSWORD_FILE=/nonexistent/dummy-password"}
+	out := sh(t, env, "docker", "stack", "config", "-c", "docker-stack.yml", "-c", "stack/production.yml")
+	for _, want := range []string{
+		"target: ldap-bind-password", "name: swarmhub-ldap-bind-password", "name: swarmhub-tls-cert", "name: swarmhub-tls-key",
+		"target: tls-cert.pem", "target: tls-key.pem", "external: true",
+		"published: 443", "published: 80", "target: 8080",
+		"node.labels.swarmhub.redis == true",
+		"SWARMHUB_STORAGE_BACKEND: nfs", "SWARMHUB_STORAGE_NFS_SERVER: nfs.example.edu", "SWARMHUB_TLS_CERT_FILE: /run/secrets/tls-cert.pem",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("merged stack lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{"dummy-password", "published: 8000"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("merged stack still has %q", unwanted)
+		}
+	}
+	if t.Failed() {
+		t.Logf("merged stack:\n%s", out)
+	}
+	// Without the HTTPS port the merge would publish HTTPS twice: refused.
+	if out, err := shQuiet([]string{"SWARMHUB_PORT=", "SWARMHUB_NFS_SERVER=x", "SWARMHUB_NFS_EXPORT=/x"},
+		"docker", "stack", "config", "-c", "docker-stack.yml", "-c", "stack/production.yml"); err == nil || !strings.Contains(out, "SWARMHUB_PORT") {
+		t.Errorf("without SWARMHUB_PORT: err %v\n%s", err, out)
+	}
+}
