@@ -178,7 +178,8 @@ tls: {cert_file: /srv/swarmhub/tls/hub.pem, key_file: /srv/swarmhub/tls/hub.key}
 	api.startServer("alice")
 	code, body := api.api(http.MethodPut, "/user/alice/api/contents/https.ipynb", map[string]any{
 		"type": "notebook", "format": "json",
-		"content": map[string]any{"nbformat": 4, "nbformat_minor": 5, "metadata": map[string]any{},
+		"content": map[string]any{"nbformat": 4, "nbformat_minor": 5,
+			"metadata": map[string]any{"kernelspec": map[string]any{"name": "python3", "display_name": "Python 3", "language": "python"}},
 			"cells": []map[string]any{{"cell_type": "code", "source": "6*7", "metadata": map[string]any{}, "outputs": []any{}, "execution_count": nil}}},
 	})
 	if code != http.StatusCreated && code != http.StatusOK {
