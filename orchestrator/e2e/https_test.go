@@ -180,7 +180,7 @@ tls: {cert_file: /srv/swarmhub/tls/hub.pem, key_file: /srv/swarmhub/tls/hub.key}
 		"type": "notebook", "format": "json",
 		"content": map[string]any{"nbformat": 4, "nbformat_minor": 5,
 			"metadata": map[string]any{"kernelspec": map[string]any{"name": "python3", "display_name": "Python 3", "language": "python"}},
-			"cells": []map[string]any{{"cell_type": "code", "source": "6*7", "metadata": map[string]any{}, "outputs": []any{}, "execution_count": nil}}},
+			"cells":    []map[string]any{{"cell_type": "code", "source": "6*7", "metadata": map[string]any{}, "outputs": []any{}, "execution_count": nil}}},
 	})
 	if code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("write notebook: %d %s", code, body)
