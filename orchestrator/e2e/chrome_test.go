@@ -36,8 +36,8 @@ func chromiumPath(t testing.TB) string {
 // newChrome starts a headless Chromium with a fresh profile for one test and
 // returns a browser tab's context; everything is torn down in t.Cleanup.
 // chromedp.Do/Run with this context (or a child with a deadline) talk to
-// that tab.
-func newChrome(t testing.TB) context.Context {
+// that tab. extra adds Chromium options (e.g. a flag trusting a test CA).
+func newChrome(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
@@ -57,6 +57,7 @@ func newChrome(t testing.TB) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
 	// Start the browser now so a broken Chromium fails here, with its error.

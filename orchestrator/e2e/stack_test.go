@@ -30,6 +30,7 @@ type hub struct {
 	base     string
 	root     string // storage root on the host (hostpath backend)
 	env      []string
+	client   *http.Client // for base; nil: http.DefaultClient
 }
 
 // freePort asks the kernel for a port that is free right now.
@@ -144,6 +145,18 @@ func deploy(t *testing.T, name string, extraConfig string) *hub {
 // the orchestrator sees at /srv/swarmhub.
 func deployWith(t *testing.T, name string, config func(h *hub) string, env ...string) *hub {
 	t.Helper()
+	return deployStack(t, name, stackOptions{}, config, env...)
+}
+
+// stackOptions are what deployStack adds to deployWith.
+type stackOptions struct {
+	overrides []string     // compose files deployed after docker-stack.yml
+	prepare   func(h *hub) // adjusts the hub (base, client) before config runs
+}
+
+// deployStack is deployWith with the extras of o.
+func deployStack(t *testing.T, name string, o stackOptions, config func(h *hub) string, env ...string) *hub {
+	t.Helper()
 	port := freePort(t)
 	root, err := os.MkdirTemp("", "swarmhub-e2e-root-")
 	if err != nil {
@@ -158,6 +171,9 @@ func deployWith(t *testing.T, name string, config func(h *hub) string, env ...st
 	stack := "swarmhub-e2e-" + name + "-" + randHex(2)
 	h := &hub{name: stack, network: stack + "-users", instance: stack, port: port,
 		base: fmt.Sprintf("http://127.0.0.1:%d", port), root: root}
+	if o.prepare != nil {
+		o.prepare(h)
+	}
 	// Cleanups run last-in first-out: volumes go after teardown has removed
 	// the services that hold them.
 	t.Cleanup(func() { removeVolumesWhenFree(h) })
@@ -182,7 +198,11 @@ func deployWith(t *testing.T, name string, config func(h *hub) string, env ...st
 		"SWARMHUB_REDIS_IMAGE=swarmhub/redis:" + tag,
 	}
 	h.env = append(h.env, env...)
-	sh(t, h.env, "docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml", h.name)
+	args := []string{"stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml"}
+	for _, f := range o.overrides {
+		args = append(args, "-c", f)
+	}
+	sh(t, h.env, "docker", append(args, h.name)...)
 	h.waitHealthy(t, 3*time.Minute)
 	return h
 }
@@ -223,7 +243,11 @@ func (h *hub) waitHealthy(t testing.TB, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(h.base + "/hub/health?strict=1")
+		client := h.client
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Get(h.base + "/hub/health?strict=1")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -49,7 +49,10 @@ const usage = `usage: orchestrator <command> [flags]
 
 commands:
   serve         [--config FILE]   run the hub (default config ` + defaultConfigPath + `)
-  check-config  FILE              print every problem in FILE and exit non-zero if any
+  check-config  [--probe ldap,nfs] FILE
+                print every problem in FILE and its TLS certificate (expiring
+                within 14 days, key not its own) and exit non-zero if any;
+                --probe also connects to the LDAP directory and/or NFS server
   healthcheck   [--config FILE] [--url URL]  exit 0 when the local hub answers /hub/health
   version                         print the version
 `
@@ -73,18 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return serve(ctx, cfg, stdout)
 	case "check-config":
-		if len(args) != 2 {
-			fmt.Fprint(stderr, "usage: orchestrator check-config FILE\n")
-			return exitError(2)
-		}
-		cfg, err := config.Load(args[1], getenv)
-		if err != nil {
-			fmt.Fprintf(stdout, "%s: configuration has problems:\n%v\n", args[1], err)
-			return exitError(1)
-		}
-		fmt.Fprintf(stdout, "%s: configuration is valid\n", args[1])
-		checkCapacity(ctx, cfg, stdout)
-		return nil
+		return checkConfig(ctx, args[1:], getenv, stdout, stderr, defaultProber)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], getenv, stderr)
 	case "version", "--version", "-v":
