@@ -19,23 +19,24 @@ import (
 // --yes was not given: scripts/restore-redis asks, then runs it again.
 const exitConfirm = 3
 
-// restoreRedis lists the Redis snapshots or restores one into the Redis of
-// the configuration (scripts/restore-redis runs it inside the orchestrator
+// restoreRedis lists the Redis snapshots, writes one, or restores one into
+// the Redis of the configuration (scripts/restore-redis runs it inside the orchestrator
 // container).
 func restoreRedis(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("restore-redis", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", envOr(getenv, "SWARMHUB_CONFIG_FILE", defaultConfigPath), "configuration file")
 	list := fs.Bool("list", false, "list the snapshots and exit")
+	save := fs.Bool("snapshot", false, "write a snapshot now (e.g. before an upgrade) and exit")
 	yes := fs.Bool("yes", false, "replace the keys Redis holds (they are saved as a snapshot first)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: orchestrator restore-redis [--config FILE] [--yes] SNAPSHOT|latest\n       orchestrator restore-redis [--config FILE] --list\n")
+		fmt.Fprint(stderr, "usage: orchestrator restore-redis [--config FILE] [--yes] SNAPSHOT|latest\n       orchestrator restore-redis [--config FILE] --list|--snapshot\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
-	if (*list && fs.NArg() != 0) || (!*list && fs.NArg() != 1) {
+	if *list && *save || (*list || *save) && fs.NArg() != 0 || !*list && !*save && fs.NArg() != 1 {
 		fs.Usage()
 		return exitError(2)
 	}
@@ -45,12 +46,21 @@ func restoreRedis(ctx context.Context, args []string, getenv func(string) string
 	}
 	rdb := newRedis(cfg)
 	defer rdb.Close()
-	b, err := redisbackup.New(rdb, redisbackup.Options{Dir: jobs.RedisSnapshotDir(cfg), Prefix: cfg.Redis.KeyPrefix})
+	b, err := redisbackup.New(rdb, redisbackup.Options{Dir: jobs.RedisSnapshotDir(cfg), Prefix: cfg.Redis.KeyPrefix,
+		Keep: cfg.Lifecycle.Snapshot.Keep})
 	if err != nil {
 		return err
 	}
-	if *list {
+	switch {
+	case *list:
 		return listSnapshots(ctx, b, jobs.RedisSnapshotDir(cfg), stdout)
+	case *save:
+		m, err := b.Write(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote snapshot %s: %d keys (%s)\n", m.ID, m.Keys, kinds(m.Kinds))
+		return nil
 	}
 	id := fs.Arg(0)
 	if id == "latest" {

@@ -31,21 +31,26 @@ func TestRestoreRedisCommand(t *testing.T) {
 	if err := st.PutUser(ctx, store.User{Name: "ann", Admin: true}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := redisbackup.New(rdb, redisbackup.Options{Dir: filepath.Join(archives, "redis"), Prefix: "swarmhub:"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := b.Write(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
 		err := run(ctx, append([]string{"restore-redis", "--config", stackConfig}, args...), env, &out, &errOut)
 		return out.String() + errOut.String(), err
 	}
+	out, err := cmd("--snapshot")
+	if err != nil || !strings.Contains(out, "wrote snapshot") {
+		t.Fatalf("--snapshot: %v\n%s", err, out)
+	}
+	b, err := redisbackup.New(rdb, redisbackup.Options{Dir: filepath.Join(archives, "redis"), Prefix: "swarmhub:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := b.List(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("snapshots in %s/redis: %+v, %v; want the one just written", archives, list, err)
+	}
+	m := list[0]
 
-	out, err := cmd("--list")
+	out, err = cmd("--list")
 	if err != nil || !strings.Contains(out, m.ID) || !strings.Contains(out, "user 1") {
 		t.Fatalf("--list: %v\n%s", err, out)
 	}
@@ -77,7 +82,9 @@ func TestRestoreRedisCommand(t *testing.T) {
 		t.Errorf("bob, not in the snapshot, survived the restore (err=%v)", err)
 	}
 
-	if _, err := cmd(); !errors.As(err, &code) || code != 2 {
-		t.Errorf("no snapshot named: err %v, want usage exit 2", err)
+	for _, args := range [][]string{{}, {"--list", "latest"}, {"--list", "--snapshot"}} {
+		if _, err := cmd(args...); !errors.As(err, &code) || code != 2 {
+			t.Errorf("restore-redis %v: err %v, want usage exit 2", args, err)
+		}
 	}
 }
