@@ -217,7 +217,7 @@ type Archive struct {
 	Concurrency int      `yaml:"concurrency" help:"Workspaces archived in parallel."`
 	Keep        int      `yaml:"keep" help:"Archive runs kept; older runs are deleted."`
 	Dir         string   `yaml:"dir" help:"Where archives and Redis snapshots are written: an absolute path, best another mount than the storage root (a second disk or NFS export). Empty = archives/ under storage.mount."`
-	Timezone    string   `yaml:"timezone" help:"IANA time zone (e.g. Europe/Berlin) every lifecycle schedule is read in, so 0 3 * * * means 03:00 there. Empty = the machine's local zone (a container's is usually UTC unless TZ is set)."`
+	Timezone    string   `yaml:"timezone" help:"IANA time zone (e.g. Europe/Berlin) the lifecycle schedules (archive, Redis snapshots, cull, pre-start crons) are read in, so 0 3 * * * means 03:00 there. Empty = the machine's local zone (a container's is usually UTC unless TZ is set)."`
 	Exclude     []string `yaml:"exclude" help:"Glob patterns of files and directories left out (matched against each name)."`
 	// The limits below also apply to a student's workspace download.
 	MaxFileSize      ByteSize      `yaml:"max_file_size" help:"Files with a larger apparent size are left out of archives and workspace downloads (logged, event archive-limit). Sparse files with more than 1G of holes, over half their size, are always left out. 0 = no limit."`

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
 
@@ -17,6 +18,10 @@ func TestSchedulesRunInTheConfiguredZone(t *testing.T) {
 		c.Lifecycle.Archive.Timezone = "Europe/Berlin"
 		c.Lifecycle.Snapshot.Schedule = "30 3 * * *"
 	})
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		job       string
 		after     time.Time
@@ -39,6 +44,18 @@ func TestSchedulesRunInTheConfiguredZone(t *testing.T) {
 		if !got.Equal(tt.want) || got.Format("15:04 MST") != tt.wantLocal {
 			t.Errorf("%s after %s: next run %s, want %s (%s)", tt.job, tt.after, got, tt.want, tt.wantLocal)
 		}
+	}
+
+	// Lecture pre-starts follow the same zone: 10:15 in Berlin.
+	if err := j.prestart.Put(t.Context(), prestart.Schedule{Name: "monday", Cron: "15 10 * * 1"}); err != nil {
+		t.Fatal(err)
+	}
+	views, err := j.prestart.List(t.Context())
+	if err != nil || len(views) != 1 {
+		t.Fatalf("pre-start schedules %+v, %v", views, err)
+	}
+	if got := views[0].NextLecture.In(berlin); got.Weekday() != time.Monday || got.Format("15:04") != "10:15" {
+		t.Errorf("next lecture %s, want a Monday 10:15 in Berlin", got)
 	}
 
 	// Without a zone, the same schedule is read in the machine's zone.

@@ -81,7 +81,9 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepu
 	j.sched = lifecycle.NewScheduler(lifecycle.LockerFunc(st.Lock, store.ErrLocked), events, lifecycle.SchedulerOptions{
 		KeyPrefix: "lifecycle:", Location: loc, Logger: log,
 	})
-	j.prestart = prestart.New(st, members{st}, &j.starter, prestart.Options{Events: events, Logger: log})
+	// Lecture crons are read in the zone of the clock's times.
+	j.prestart = prestart.New(st, members{st}, &j.starter, prestart.Options{Events: events, Logger: log,
+		Clock: func() time.Time { return time.Now().In(loc) }})
 	j.culler = lifecycle.NewCuller(cullServers{st}, activitySource{st}, lifecycle.NewHTTPStatusProber(nil), mgr, events, lifecycle.CullOptions{
 		Timeout: lc.Cull.Timeout, MaxAge: lc.Cull.MaxAge, CullAdmins: lc.Cull.CullAdmins,
 		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Spares: j.prestart, Logger: log,
