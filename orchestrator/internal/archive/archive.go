@@ -233,9 +233,6 @@ func (a *Archiver) userDir(user string) string {
 
 func (a *Archiver) archivesDir() string { return a.opts.Dir }
 
-// Dir is where the runs are written.
-func (a *Archiver) Dir() string { return a.opts.Dir }
-
 func (a *Archiver) runDir(run string) string { return filepath.Join(a.archivesDir(), run) }
 
 func checkNames(run, user string) error {
