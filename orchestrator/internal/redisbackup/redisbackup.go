@@ -326,9 +326,13 @@ func (b *Backup) dump(ctx context.Context, keys []string) ([]record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dump %s: %w", k, err)
 		}
+		ttl, err := ttls[i].Result()
+		if err != nil {
+			return nil, fmt.Errorf("pttl %s: %w", k, err)
+		}
 		r := record{key: k, payload: payload}
 		// go-redis reports -1 (no expiry) and -2 (no key) as such durations.
-		switch ttl := ttls[i].Val(); {
+		switch {
 		case ttl == -2:
 			continue
 		case ttl > 0:
