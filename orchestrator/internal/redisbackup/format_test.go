@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -36,9 +37,14 @@ func FuzzReadRecords(f *testing.F) {
 		data := encodeWithCount([]record{{key, exp, payload}}, count)
 		var got []record
 		err := readRecords(bytes.NewReader(data), func(r record) error { got = append(got, r); return nil })
-		if key != "" && count == 1 {
+		switch {
+		case key != "" && count == 1:
 			if err != nil || len(got) != 1 || got[0] != (record{key, exp, payload}) {
 				t.Fatalf("round trip of %q: %+v, %v", key, got, err)
+			}
+		case key != "":
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("trailer count %d for one record: err = %v, want ErrCorrupt", count, err)
 			}
 		}
 		// Cut anywhere, the file is refused, never a panic.
