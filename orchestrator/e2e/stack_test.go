@@ -126,6 +126,7 @@ auth:
 const defaultLifecycle = `lifecycle:
   cull: {enabled: false}
   archive: {enabled: false}
+  redis_snapshot: {enabled: false}
 `
 
 // deploy brings a stack named swarmhub-e2e-NAME-XXXX up with the

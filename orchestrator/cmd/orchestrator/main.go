@@ -1,5 +1,6 @@
 // Command orchestrator is swarmhub: one login, one Jupyter server per user on
-// Docker Swarm. Subcommands: serve, healthcheck, version, check-config.
+// Docker Swarm. Subcommands: serve, healthcheck, version, check-config,
+// restore-redis.
 package main
 
 import (
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	_ "time/tzdata" // lifecycle.archive.timezone inside a FROM scratch image
 
 	_ "golang.org/x/crypto/x509roots/fallback" // CA roots inside a FROM scratch image
 
@@ -54,6 +57,7 @@ commands:
                 within 14 days, key not its own) and exit non-zero if any;
                 --probe also connects to the LDAP directory and/or NFS server
   healthcheck   [--config FILE] [--url URL]  exit 0 when the local hub answers /hub/health
+  restore-redis [--config FILE] [--yes] SNAPSHOT|latest  restore a Redis snapshot (--list: show them)
   version                         print the version
 `
 
@@ -79,6 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return checkConfig(ctx, args[1:], getenv, stdout, stderr, defaultProber)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], getenv, stderr)
+	case "restore-redis":
+		return restoreRedis(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "swarmhub orchestrator", version)
 		return nil

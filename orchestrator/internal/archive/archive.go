@@ -1,13 +1,16 @@
-// Package archive streams students' workspaces into checksummed tar.gz
-// archives under the storage root, keeps a number of runs, and restores a
+// Package archive streams students' workspaces and the nbgrader exchange
+// into checksummed tar.gz archives, keeps a number of runs, and restores a
 // workspace from one of them.
 //
-// Layout under Options.Root:
+// Layout under Options.Root (the storage root) and Options.Dir (default
+// archives/ under the root, or a directory on another mount):
 //
-//	users/NAME/                        workspaces
-//	archives/RUN/NAME.tar.gz           one archive per user and run
-//	archives/RUN/NAME.tar.gz.sha256    "<hex>  NAME.tar.gz\n" (sha256sum -c)
-//	archives/RUN/manifest.json         written last: a run is complete only with it
+//	ROOT/users/NAME/                     workspaces
+//	ROOT/exchange/                       nbgrader exchange
+//	DIR/RUN/NAME.tar.gz                  one archive per user and run
+//	DIR/RUN/NAME.tar.gz.sha256           "<hex>  NAME.tar.gz\n" (sha256sum -c)
+//	DIR/RUN/exchange/exchange.tar.gz     the exchange (full runs), with its .sha256
+//	DIR/RUN/manifest.json                written last: a run is complete only with it
 //
 // RUN is the UTC start time, 2006-01-02T150405Z, with "-N" appended when
 // several runs start within the same second.
@@ -26,6 +29,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,8 +68,11 @@ var runRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{6}Z(-\d{1,4})?$`)
 
 // Options configures an Archiver.
 type Options struct {
-	// Root is the storage mount holding users/ and archives/.
+	// Root is the storage mount holding users/ and exchange/.
 	Root string
+	// Dir is where runs are written; default archives/ under Root. On
+	// another filesystem, restores still stage on Root's (see Restore).
+	Dir string
 	// Exclude lists path.Match globs, matched against the path relative to
 	// the workspace and against each of its elements. ".cache" is always
 	// excluded.
@@ -124,6 +131,12 @@ func New(o Options) (*Archiver, error) {
 		return nil, fmt.Errorf("archive: root %q: %w", o.Root, err)
 	}
 	o.Root = root
+	if o.Dir == "" {
+		o.Dir = filepath.Join(root, "archives")
+	}
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, fmt.Errorf("archive: dir %q: %w", o.Dir, err)
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 2
 	}
@@ -171,6 +184,9 @@ type Manifest struct {
 	// this user now"; retention counts only full runs.
 	Full    bool    `json:"full"`
 	Entries []Entry `json:"entries"`
+	// Exchange is the nbgrader exchange's archive (full runs, when the
+	// storage root has an exchange/).
+	Exchange *Entry `json:"exchange,omitempty"`
 }
 
 // Limited counts entries the limits left incomplete.
@@ -184,13 +200,16 @@ func (m Manifest) Limited() int {
 	return n
 }
 
-// Errors counts entries that failed.
+// Errors counts entries that failed, the exchange's included.
 func (m Manifest) Errors() int {
 	n := 0
 	for _, e := range m.Entries {
 		if e.Error != "" {
 			n++
 		}
+	}
+	if m.Exchange != nil && m.Exchange.Error != "" {
+		n++
 	}
 	return n
 }
@@ -212,7 +231,7 @@ func (a *Archiver) userDir(user string) string {
 	return filepath.Join(a.opts.Root, identity.WorkspaceDir(user))
 }
 
-func (a *Archiver) archivesDir() string { return filepath.Join(a.opts.Root, "archives") }
+func (a *Archiver) archivesDir() string { return a.opts.Dir }
 
 func (a *Archiver) runDir(run string) string { return filepath.Join(a.archivesDir(), run) }
 
@@ -231,20 +250,55 @@ func checkNames(run, user string) error {
 // (including ctx cancellation) the partial file is removed and an earlier
 // archive is left as it was.
 func (a *Archiver) ArchiveUser(ctx context.Context, run, user string) (Entry, error) {
-	e := Entry{User: user}
 	if err := checkNames(run, user); err != nil {
+		return Entry{User: user}, err
+	}
+	e, st, err := a.writeArchive(ctx, a.runDir(run), user+archiveSuffix, a.userDir(user), "workspace of "+strconv.Quote(user))
+	e.User = user
+	if err != nil {
 		return e, err
 	}
-	dir := a.runDir(run)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return e, diskErr(fmt.Errorf("create run directory: %w", err))
+	a.report(ctx, "archive run "+run, user, st)
+	return e, nil
+}
+
+// exchangeDir is the run's subdirectory for the exchange: no user's
+// archive can be named like it, and Runs lists only files.
+const exchangeDir = "exchange"
+
+// archiveExchange writes the nbgrader exchange into RUN/exchange/; nil
+// when the storage root has none.
+func (a *Archiver) archiveExchange(ctx context.Context, run string) *Entry {
+	src := filepath.Join(a.opts.Root, "exchange")
+	if _, err := os.Lstat(src); errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	final := filepath.Join(dir, user+archiveSuffix)
+	e, st, err := a.writeArchive(ctx, filepath.Join(a.runDir(run), exchangeDir), "exchange"+archiveSuffix, src, "the exchange")
+	if err != nil {
+		e.Error = err.Error()
+		if ctx.Err() == nil {
+			a.log.Error("archiving the exchange failed", "run", run, "err", err)
+		}
+		return &e
+	}
+	e.File = exchangeDir + "/" + e.File
+	a.report(ctx, "archive run "+run+" (exchange)", "", st)
+	return &e
+}
+
+// writeArchive streams the directory src into dir/file (tar.gz) with a
+// .sha256 beside it.
+func (a *Archiver) writeArchive(ctx context.Context, dir, file, src, what string) (Entry, stats, error) {
+	var e Entry
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return e, stats{}, diskErr(fmt.Errorf("create run directory: %w", err))
+	}
+	final := filepath.Join(dir, file)
 	partial := final + partialSuffix
 
 	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return e, diskErr(fmt.Errorf("create %s: %w", partial, err))
+		return e, stats{}, diskErr(fmt.Errorf("create %s: %w", partial, err))
 	}
 	ok := false
 	defer func() {
@@ -260,40 +314,39 @@ func (a *Archiver) ArchiveUser(ctx context.Context, run, user string) (Entry, er
 	if a.outputHook != nil {
 		out = a.outputHook(out)
 	}
-	st, err := a.writeTar(ctx, io.MultiWriter(out, h), user)
+	st, err := a.writeTar(ctx, io.MultiWriter(out, h), src, what)
 	if err != nil {
-		return e, diskErr(fmt.Errorf("archive workspace of %q: %w", user, err))
+		return e, st, diskErr(fmt.Errorf("archive %s: %w", what, err))
 	}
 	if err := f.Sync(); err != nil {
-		return e, diskErr(fmt.Errorf("sync %s: %w", partial, err))
+		return e, st, diskErr(fmt.Errorf("sync %s: %w", partial, err))
 	}
 	if err := f.Close(); err != nil {
-		return e, diskErr(fmt.Errorf("close %s: %w", partial, err))
+		return e, st, diskErr(fmt.Errorf("close %s: %w", partial, err))
 	}
 	if err := ctx.Err(); err != nil {
-		return e, err
+		return e, st, err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if err := os.Rename(partial, final); err != nil {
-		return e, fmt.Errorf("rename %s: %w", partial, err)
+		return e, st, fmt.Errorf("rename %s: %w", partial, err)
 	}
 	ok = true
-	line := fmt.Sprintf("%s  %s\n", sum, user+archiveSuffix)
+	line := fmt.Sprintf("%s  %s\n", sum, file)
 	if err := writeFileAtomic(final+sumSuffix, []byte(line), 0o640); err != nil {
 		// Without a checksum the archive cannot be restored; drop it so the
 		// run reports a clean failure.
 		os.Remove(final)
-		return e, diskErr(fmt.Errorf("write checksum of %q: %w", user, err))
+		return e, st, diskErr(fmt.Errorf("write checksum of %s: %w", what, err))
 	}
 	syncDir(dir)
-	e.File = user + archiveSuffix
+	e.File = file
 	e.Size = cw.n
 	e.SHA256 = sum
 	e.Files = st.Files
 	e.Bytes = st.Bytes
 	e.Skipped, e.SkippedMore, e.Cut = st.Skipped, st.More, st.Cut
-	a.report(ctx, "archive run "+run, user, st)
-	return e, nil
+	return e, st, nil
 }
 
 // diskErr marks ENOSPC and EDQUOT failures with ErrDiskFull so callers and
@@ -364,6 +417,11 @@ func (a *Archiver) run(ctx context.Context, users []string, full bool) (Manifest
 		})
 	}
 	wg.Wait()
+	if full && ctx.Err() == nil {
+		// Submissions and feedback live only here, and are worth the same
+		// care as the workspaces.
+		m.Exchange = a.archiveExchange(ctx, run)
+	}
 	if err := ctx.Err(); err != nil {
 		a.log.Warn("archive run interrupted; it stays incomplete and earlier runs are untouched", "run", run)
 		return m, fmt.Errorf("archive run %s interrupted: %w", run, err)
@@ -389,7 +447,10 @@ func (a *Archiver) run(ctx context.Context, users []string, full bool) (Manifest
 				errs = append(errs, fmt.Errorf("%s: %s", e.User, e.Error))
 			}
 		}
-		return m, fmt.Errorf("archive run %s: %d of %d workspaces failed: %w", run, n, len(users), errors.Join(errs...))
+		if m.Exchange != nil && m.Exchange.Error != "" {
+			errs = append(errs, fmt.Errorf("exchange: %s", m.Exchange.Error))
+		}
+		return m, fmt.Errorf("archive run %s: %d failed: %w", run, n, errors.Join(errs...))
 	}
 	return m, nil
 }
@@ -458,7 +519,7 @@ func (a *Archiver) StreamWorkspace(ctx context.Context, w io.Writer, user string
 	if !ValidUser(user) {
 		return fmt.Errorf("user %q: %w", user, ErrInvalidName)
 	}
-	st, err := a.writeTar(ctx, w, user)
+	st, err := a.writeTar(ctx, w, a.userDir(user), "workspace of "+strconv.Quote(user))
 	a.report(ctx, "workspace download", user, st)
 	return err
 }

@@ -42,8 +42,9 @@ var ErrUnsafeArchive = errors.New("unsafe archive entry")
 //
 // The workspace belongs to the student, who can rename and symlink anything
 // in it while a restore runs as root. So nothing is created or followed
-// there: extraction goes to a private staging directory under archives/
-// (root only, on the same filesystem), and the finished tree is moved in
+// there: extraction goes to a private staging directory on the storage
+// root (root only, on the workspaces' filesystem even when the archives
+// are on another mount), and the finished tree is moved in
 // with renameat relative to a workspace descriptor opened component by
 // component with O_NOFOLLOW. An old destination is first moved out the
 // same way and deleted in the staging area. rename(2) never follows its
@@ -115,7 +116,7 @@ func (a *Archiver) Restore(ctx context.Context, run, user string, overwrite bool
 			return "", fmt.Errorf("%s in the workspace of %q appeared during the restore: %w", rel, user, ErrExists)
 		}
 		if errors.Is(err, unix.EXDEV) {
-			return "", fmt.Errorf("restore: move into place: archives/ and users/ must be on one filesystem: %w", err)
+			return "", fmt.Errorf("restore: move into place: %s and users/ must be on one filesystem: %w", a.stagingDir(), err)
 		}
 		return "", fmt.Errorf("restore: move into place: %w", err)
 	}
@@ -124,9 +125,11 @@ func (a *Archiver) Restore(ctx context.Context, run, user string, overwrite bool
 	return rel, nil
 }
 
-// stagingDir holds restores being extracted. It lies under archives/, which
-// students cannot reach, and its name is no valid run id, so Runs skips it.
-func (a *Archiver) stagingDir() string { return filepath.Join(a.archivesDir(), ".restore") }
+// stagingDir holds restores being extracted. It lies directly under the
+// storage root, which students cannot reach (they see only their workspace
+// and the exchange), on the filesystem of users/ whatever mount the
+// archives are on, so the finished tree can be renamed into place.
+func (a *Archiver) stagingDir() string { return filepath.Join(a.opts.Root, ".restore") }
 
 // openStaging creates the staging directory (mode 0700) if needed, opens it
 // without following symlinks and removes what crashed restores left there.

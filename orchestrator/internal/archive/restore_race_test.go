@@ -86,7 +86,7 @@ func TestRestoreRaceCannotWriteIntoAnotherWorkspace(t *testing.T) {
 	}
 	compareTrees(t, want, treeOf(t, bob, nil))
 	// Failed and replaced restores leave nothing in the staging area.
-	if ents, err := os.ReadDir(filepath.Join(root, "archives", ".restore")); err != nil || len(ents) != 0 {
+	if ents, err := os.ReadDir(filepath.Join(root, ".restore")); err != nil || len(ents) != 0 {
 		t.Errorf("staging area holds %d entries (err=%v), want none", len(ents), err)
 	}
 	t.Logf("%d restores, %d symlink swaps", iterations, swaps.Load())

@@ -64,23 +64,22 @@ type budget struct {
 
 func (b budget) expired() bool { return !b.deadline.IsZero() && b.clock().After(b.deadline) }
 
-// writeTar streams the workspace of user as tar.gz into w. Every file is
-// opened through an os.Root with O_NOFOLLOW, so a student who swaps a file for
-// a symlink while the archive runs cannot make the orchestrator read anything
-// outside the workspace.
-func (a *Archiver) writeTar(ctx context.Context, w io.Writer, user string) (stats, error) {
+// writeTar streams the directory dir (what names it in messages) as tar.gz
+// into w. Every file is opened through an os.Root with O_NOFOLLOW, so a
+// student who swaps a file for a symlink while the archive runs cannot make
+// the orchestrator read anything outside the directory.
+func (a *Archiver) writeTar(ctx context.Context, w io.Writer, dir, what string) (stats, error) {
 	var st stats
-	dir := a.userDir(user)
 	fi, err := os.Lstat(dir)
 	if err != nil {
-		return st, fmt.Errorf("workspace of %q: %w", user, err)
+		return st, fmt.Errorf("%s: %w", what, err)
 	}
 	if !fi.IsDir() {
-		return st, fmt.Errorf("workspace of %q: %s is not a directory", user, dir)
+		return st, fmt.Errorf("%s: %s is not a directory", what, dir)
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return st, fmt.Errorf("open workspace of %q: %w", user, err)
+		return st, fmt.Errorf("open %s: %w", what, err)
 	}
 	defer root.Close()
 
@@ -147,7 +146,7 @@ func (a *Archiver) writeTar(ctx context.Context, w io.Writer, user string) (stat
 			return a.writeFile(ctx, tw, root, rel, buf, b, &st)
 		default:
 			// Sockets, FIFOs and devices have no content worth keeping.
-			a.log.Debug("archive: skipping special file", "user", user, "path", rel, "mode", mode.String())
+			a.log.Debug("archive: skipping special file", "dir", what, "path", rel, "mode", mode.String())
 			return nil
 		}
 	})

@@ -216,6 +216,7 @@ type Proxy struct {
 type Lifecycle struct {
 	Cull      Cull                `yaml:"cull"`
 	Archive   Archive             `yaml:"archive"`
+	Snapshot  Snapshot            `yaml:"redis_snapshot"`
 	Reconcile Reconcile           `yaml:"reconcile"`
 	DiskUsage DiskUsage           `yaml:"disk_usage"`
 	Prestart  []prestart.Schedule `yaml:"prestart" help:"Servers started ahead of lectures: a list of {name, cron (lecture starts, e.g. '15 10 * * 1') or times (['2026-12-07 10:15']), group (empty = every allowed user), lead (default 30m before), rate_per_minute (default 30), grace (the culler spares them until this long after the lecture begins, default 30m)}. Seeded at every start; also edited from the dashboard and /hub/api/prestarts."`
@@ -238,6 +239,8 @@ type Archive struct {
 	Schedule    string   `yaml:"schedule" help:"When to archive: cron (5 fields, e.g. 0 3 * * * = 03:00 daily) or @daily style."`
 	Concurrency int      `yaml:"concurrency" help:"Workspaces archived in parallel."`
 	Keep        int      `yaml:"keep" help:"Archive runs kept; older runs are deleted."`
+	Dir         string   `yaml:"dir" help:"Where archives and Redis snapshots are written: an absolute path, best another mount than the storage root (a second disk or NFS export). Empty = archives/ under storage.mount."`
+	Timezone    string   `yaml:"timezone" help:"IANA time zone (e.g. Europe/Berlin) the lifecycle schedules (archive, Redis snapshots, cull, pre-start crons) are read in, so 0 3 * * * means 03:00 there. Empty = the machine's local zone (a container's is usually UTC unless TZ is set)."`
 	Exclude     []string `yaml:"exclude" help:"Glob patterns of files and directories left out (matched against each name)."`
 	// The limits below also apply to a student's workspace download.
 	MaxFileSize      ByteSize      `yaml:"max_file_size" help:"Files with a larger apparent size are left out of archives and workspace downloads (logged, event archive-limit). Sparse files with more than 1G of holes, over half their size, are always left out. 0 = no limit."`
@@ -249,6 +252,22 @@ type Archive struct {
 type DiskUsage struct {
 	Interval  time.Duration `yaml:"interval" help:"How often every workspace's size is measured (in the background; shown on the student's home page, the dashboard and in /hub/metrics). 0s = never."`
 	SoftLimit ByteSize      `yaml:"soft_limit" help:"A workspace larger than this warns its student on the home page and writes a disk-usage event (0 = no limit). Nothing is refused: it is a nudge, not a quota."`
+}
+
+// Snapshot dumps swarmhub's Redis keys to the archive directory.
+type Snapshot struct {
+	Enabled  bool   `yaml:"enabled" help:"Write a snapshot of every Redis key under redis.key_prefix (users, tokens, groups, events, ...) to redis/ in the archive directory; scripts/restore-redis restores one."`
+	Schedule string `yaml:"schedule" help:"When to snapshot Redis: cron (5 fields) or @hourly style."`
+	Keep     int    `yaml:"keep" help:"Redis snapshots kept; older ones are deleted."`
+}
+
+// Location is the zone of the lifecycle schedules: Timezone, or the
+// machine's local zone when it is empty.
+func (a Archive) Location() (*time.Location, error) {
+	if a.Timezone == "" {
+		return time.Local, nil
+	}
+	return time.LoadLocation(a.Timezone)
 }
 
 // Reconcile aligns Redis records with what runs on the swarm.
@@ -323,6 +342,7 @@ func Default() Config {
 			},
 			Archive: Archive{Enabled: true, Schedule: "0 3 * * *", Concurrency: 2, Keep: 7, Exclude: []string{".cache"},
 				MaxFileSize: 64 * GiB, MaxWorkspaceSize: 256 * GiB, MaxDuration: 2 * time.Hour},
+			Snapshot:  Snapshot{Enabled: true, Schedule: "0 * * * *", Keep: 48},
 			Reconcile: Reconcile{Interval: 30 * time.Second},
 			DiskUsage: DiskUsage{Interval: 15 * time.Minute},
 		},

@@ -99,7 +99,7 @@ func (c *Config) Validate() error {
 	v.secrets(c)
 	v.session(&c.Session)
 	v.proxy(&c.Proxy)
-	v.lifecycle(&c.Lifecycle)
+	v.lifecycle(&c.Lifecycle, c.Storage.Mount)
 	v.services(c.Services)
 	if len(v.errs) == 0 {
 		return nil
@@ -559,7 +559,7 @@ func (v *checker) session(s *Session) {
 	}
 }
 
-func (v *checker) lifecycle(l *Lifecycle) {
+func (v *checker) lifecycle(l *Lifecycle, mount string) {
 	v.schedule("lifecycle.cull.schedule", l.Cull.Schedule)
 	v.positive("lifecycle.cull.timeout", l.Cull.Timeout)
 	if l.Cull.MaxAge < 0 {
@@ -590,6 +590,23 @@ func (v *checker) lifecycle(l *Lifecycle) {
 	if l.Archive.MaxDuration < 0 {
 		v.add("lifecycle.archive.max_duration", "%s is negative; use 0s to turn it off, or a duration such as 2h", fmtDuration(l.Archive.MaxDuration))
 	}
+	if d := l.Archive.Dir; d != "" {
+		if !path.IsAbs(d) {
+			v.add("lifecycle.archive.dir", "%q is not an absolute path; use e.g. /srv/swarmhub-archives, or leave it empty for archives/ under storage.mount", d)
+		}
+		// Students write users/ and exchange/; archives there could be
+		// read or replaced by them.
+		for _, sub := range []string{"users", "exchange"} {
+			if p := path.Join(mount, sub); path.Clean(d) == p || strings.HasPrefix(path.Clean(d), p+"/") {
+				v.add("lifecycle.archive.dir", "%q lies in %s, which students can write; choose a directory outside it", d, p)
+			}
+		}
+	}
+	if _, err := l.Archive.Location(); err != nil {
+		v.add("lifecycle.archive.timezone", "%q is not a time zone (%v); use an IANA name such as Europe/Berlin or UTC, or leave it empty for the machine's zone", l.Archive.Timezone, err)
+	}
+	v.schedule("lifecycle.redis_snapshot.schedule", l.Snapshot.Schedule)
+	v.atLeastOne("lifecycle.redis_snapshot.keep", l.Snapshot.Keep)
 	v.positive("lifecycle.reconcile.interval", l.Reconcile.Interval)
 }
 

@@ -47,6 +47,23 @@ func TestValidConfigsPass(t *testing.T) {
 	}
 }
 
+// An IANA zone name is accepted and read as that zone.
+func TestArchiveTimezone(t *testing.T) {
+	c := valid()
+	c.Lifecycle.Archive.Timezone = "Europe/Berlin"
+	c.Lifecycle.Archive.Dir = "/mnt/archives"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	loc, err := c.Lifecycle.Archive.Location()
+	if err != nil || loc.String() != "Europe/Berlin" {
+		t.Fatalf("Location() = %v, %v; want Europe/Berlin", loc, err)
+	}
+	if loc, err := config.Default().Lifecycle.Archive.Location(); err != nil || loc != time.Local {
+		t.Fatalf("default Location() = %v, %v; want time.Local", loc, err)
+	}
+}
+
 func TestDefaultNeedsOnlyAnAuthenticator(t *testing.T) {
 	c := config.Default()
 	errs := fieldErrors(t, c.Validate())
@@ -226,6 +243,13 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"archive max file size", valid, func(c *config.Config) { c.Lifecycle.Archive.MaxFileSize = -1 }, "lifecycle.archive.max_file_size", "negative"},
 		{"archive max workspace size", valid, func(c *config.Config) { c.Lifecycle.Archive.MaxWorkspaceSize = -1 }, "lifecycle.archive.max_workspace_size", "negative"},
 		{"archive max duration", valid, func(c *config.Config) { c.Lifecycle.Archive.MaxDuration = -time.Minute }, "lifecycle.archive.max_duration", "negative"},
+		{"archive dir relative", valid, func(c *config.Config) { c.Lifecycle.Archive.Dir = "backups" }, "lifecycle.archive.dir", "absolute"},
+		{"archive dir in users", valid, func(c *config.Config) { c.Lifecycle.Archive.Dir = "/srv/swarmhub/users/archives" }, "lifecycle.archive.dir", "students can write"},
+		{"archive dir is the exchange", valid, func(c *config.Config) { c.Lifecycle.Archive.Dir = "/srv/swarmhub/exchange/" }, "lifecycle.archive.dir", "students can write"},
+		{"archive timezone", valid, func(c *config.Config) { c.Lifecycle.Archive.Timezone = "Europe/Berlinn" }, "lifecycle.archive.timezone", `"Europe/Berlinn" is not a time zone`},
+		{"archive timezone offset", valid, func(c *config.Config) { c.Lifecycle.Archive.Timezone = "+01:00" }, "lifecycle.archive.timezone", "IANA name such as Europe/Berlin"},
+		{"redis snapshot schedule", valid, func(c *config.Config) { c.Lifecycle.Snapshot.Schedule = "" }, "lifecycle.redis_snapshot.schedule", "required"},
+		{"redis snapshot keep", valid, func(c *config.Config) { c.Lifecycle.Snapshot.Keep = 0 }, "lifecycle.redis_snapshot.keep", "at least 1"},
 		{"reconcile interval", valid, func(c *config.Config) { c.Lifecycle.Reconcile.Interval = 0 }, "lifecycle.reconcile.interval", "positive"},
 	}
 	for _, tt := range tests {

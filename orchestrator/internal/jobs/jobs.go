@@ -1,5 +1,6 @@
-// Package jobs wires the scheduled work (cull, archive, reconcile) onto the
-// store and the spawner, and answers the web layer's lifecycle endpoints.
+// Package jobs wires the scheduled work (cull, archive, Redis snapshots,
+// reconcile) onto the store and the spawner, and answers the web layer's
+// lifecycle endpoints.
 package jobs
 
 import (
@@ -20,19 +21,21 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/lifecycle"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/prepull"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/redisbackup"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/web"
 )
 
-// Jobs is the orchestrator's scheduled work: cull, archive, reconcile,
-// pre-start.
+// Jobs is the orchestrator's scheduled work: cull, archive, Redis
+// snapshots, reconcile, pre-start.
 // Every run takes a Redis lock, so with several replicas each runs once.
 type Jobs struct {
 	sched    *lifecycle.Scheduler
 	culler   *lifecycle.Culler
 	recon    *lifecycle.Reconciler
 	archiver *archive.Archiver
+	backup   *redisbackup.Backup
 	prestart *prestart.Runner
 	starter  lateStarter
 	puller   *prepull.Puller // nil: notebook.prepull is off
@@ -53,6 +56,7 @@ type Jobs struct {
 const (
 	jobCull      = "cull"
 	jobArchive   = "archive"
+	jobSnapshot  = "redis-snapshot"
 	jobReconcile = "reconcile"
 	jobPrestart  = "prestart"
 	jobPrepull   = "prepull"
@@ -67,16 +71,22 @@ const prepullEvery = "@every 30s"
 // at most this late.
 const prestartTick = "@every 20s"
 
-// New builds the scheduler with the three jobs; Start runs it.
+// New builds the scheduler with the jobs; Start runs it.
 // puller may be nil (pre-pulling off).
 func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepull.Puller, log *slog.Logger) (*Jobs, error) {
 	lc := cfg.Lifecycle
 	events := eventSink{st: st, log: log}
 	j := &Jobs{st: st, mgr: mgr, puller: puller, root: cfg.Storage.Mount, log: log}
+	loc, err := lc.Archive.Location()
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle.archive.timezone: %w", err)
+	}
 	j.sched = lifecycle.NewScheduler(lifecycle.LockerFunc(st.Lock, store.ErrLocked), events, lifecycle.SchedulerOptions{
-		KeyPrefix: "lifecycle:", Logger: log,
+		KeyPrefix: "lifecycle:", Location: loc, Logger: log,
 	})
-	j.prestart = prestart.New(st, members{st}, &j.starter, prestart.Options{Events: events, Logger: log})
+	// Lecture crons are read in the zone of the clock's times.
+	j.prestart = prestart.New(st, members{st}, &j.starter, prestart.Options{Events: events, Logger: log,
+		Clock: func() time.Time { return time.Now().In(loc) }})
 	j.culler = lifecycle.NewCuller(cullServers{st}, activitySource{st}, lifecycle.NewHTTPStatusProber(nil), mgr, events, lifecycle.CullOptions{
 		Timeout: lc.Cull.Timeout, MaxAge: lc.Cull.MaxAge, CullAdmins: lc.Cull.CullAdmins,
 		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Spares: j.prestart, Logger: log,
@@ -84,7 +94,7 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepu
 	j.recon = lifecycle.NewReconciler(observer{mgr}, records{st: st, mgr: mgr}, userPolicy{st}, events, lifecycle.ReconcileOptions{
 		StartTimeout: cfg.Notebook.StartTimeout + time.Minute, Logger: log,
 	})
-	a, err := archive.New(archive.Options{Root: cfg.Storage.Mount, Exclude: lc.Archive.Exclude,
+	a, err := archive.New(archive.Options{Root: cfg.Storage.Mount, Dir: ArchiveDir(cfg), Exclude: lc.Archive.Exclude,
 		Concurrency: lc.Archive.Concurrency, Keep: lc.Archive.Keep,
 		MaxFileSize: int64(lc.Archive.MaxFileSize), MaxBytes: int64(lc.Archive.MaxWorkspaceSize),
 		MaxDuration: lc.Archive.MaxDuration, Events: events, Logger: log})
@@ -92,6 +102,11 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepu
 		return nil, fmt.Errorf("lifecycle.archive: %w", err)
 	}
 	j.archiver = a
+	j.backup, err = redisbackup.New(st.Client(), redisbackup.Options{Dir: RedisSnapshotDir(cfg), Prefix: cfg.Redis.KeyPrefix,
+		Keep: lc.Snapshot.Keep, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle.redis_snapshot: %w", err)
+	}
 
 	schedule := func(enabled bool, s string) string {
 		if !enabled {
@@ -104,6 +119,9 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepu
 	}
 	if err := j.sched.Add(jobArchive, schedule(lc.Archive.Enabled, lc.Archive.Schedule), j.archiveAll); err != nil {
 		return nil, fmt.Errorf("lifecycle.archive.schedule: %w", err)
+	}
+	if err := j.sched.Add(jobSnapshot, schedule(lc.Snapshot.Enabled, lc.Snapshot.Schedule), j.snapshot); err != nil {
+		return nil, fmt.Errorf("lifecycle.redis_snapshot.schedule: %w", err)
 	}
 	if err := j.sched.Add(jobPrestart, prestartTick, j.prestart.Tick); err != nil {
 		return nil, fmt.Errorf("lifecycle.prestart: %w", err)
@@ -176,6 +194,25 @@ func (j *Jobs) archiveAll(ctx context.Context) error {
 	}
 	return err
 }
+
+// snapshot writes a Redis snapshot next to the archives.
+func (j *Jobs) snapshot(ctx context.Context) error {
+	_, err := j.backup.Write(ctx)
+	return err
+}
+
+// ArchiveDir is where archives and Redis snapshots go:
+// lifecycle.archive.dir, or archives/ under the storage root.
+func ArchiveDir(cfg config.Config) string {
+	if d := cfg.Lifecycle.Archive.Dir; d != "" {
+		return d
+	}
+	return filepath.Join(cfg.Storage.Mount, "archives")
+}
+
+// RedisSnapshotDir is where Redis snapshots go: redis/ in the archive
+// directory (no archive run can be named so).
+func RedisSnapshotDir(cfg config.Config) string { return filepath.Join(ArchiveDir(cfg), "redis") }
 
 func (j *Jobs) workspaces() ([]string, error) {
 	ents, err := os.ReadDir(filepath.Join(j.root, "users"))

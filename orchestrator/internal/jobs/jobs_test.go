@@ -34,8 +34,9 @@ func newTestJobsWith(t *testing.T, configure func(*config.Config)) (*Jobs, strin
 	root := t.TempDir()
 	cfg := config.Default()
 	cfg.Storage.Mount = root
+	cfg.Redis.KeyPrefix = "jobstest:"
 	configure(&cfg)
-	st := store.New(testenv.RedisClient(t), "jobstest:")
+	st := store.New(testenv.RedisClient(t), cfg.Redis.KeyPrefix)
 	docker, err := client.NewClientWithOpts(client.WithHost(dockerapi.Start(t)), client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)

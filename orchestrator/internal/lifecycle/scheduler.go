@@ -204,6 +204,23 @@ func (s *Scheduler) Trigger(ctx context.Context, name string) error {
 	return s.run(ctx, j, time.Time{})
 }
 
+// Next returns when the named job is next scheduled after t, in the
+// scheduler's Location; false for unknown or unscheduled jobs.
+func (s *Scheduler) Next(name string, t time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	j, ok := s.jobs[name]
+	s.mu.Unlock()
+	if !ok || j.entry.Load() == 0 {
+		return time.Time{}, false
+	}
+	e := s.cron.Entry(cron.EntryID(j.entry.Load()))
+	if e.Schedule == nil {
+		return time.Time{}, false
+	}
+	// cron reads a schedule in the zone of the time it is given.
+	return e.Schedule.Next(t.In(s.opts.Location)), true
+}
+
 type tickKey struct{}
 
 // Tick returns the scheduled time of the run a job's ctx belongs to; false

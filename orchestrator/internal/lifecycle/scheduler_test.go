@@ -193,3 +193,27 @@ func TestTwoReplicasRunEachTickOnce(t *testing.T) {
 	}
 	t.Logf("runs per tick: %s", fmt.Sprint(runs))
 }
+
+// A schedule is read in SchedulerOptions.Location: 0 3 * * * in Tokyo
+// (UTC+9, no summer time) is 18:00 UTC the day before.
+func TestScheduleInLocation(t *testing.T) {
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := lifecycle.NewScheduler(newMemLocker(), nil, lifecycle.SchedulerOptions{Location: tokyo})
+	noop := func(context.Context) error { return nil }
+	if err := s.Add("archive", "0 3 * * *", noop); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add("manual", "off", noop); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := s.Next("archive", time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	if want := time.Date(2026, 12, 4, 18, 0, 0, 0, time.UTC); !ok || !got.Equal(want) {
+		t.Errorf("Next = %s, %v; want %s (03:00 in Tokyo)", got, ok, want)
+	}
+	if _, ok := s.Next("manual", time.Now()); ok {
+		t.Error("Next reported a run for an unscheduled job")
+	}
+}
