@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		puller = prepull.New(docker, prepull.Options{Instance: cfg.Instance, Constraints: cfg.Notebook.PlacementConstraints,
 			Logger: log.With("component", "prepull")})
 	}
-	jb, err := jobs.New(cfg, st, mgr, puller, log.With("component", "lifecycle"))
+	jb, err := jobs.New(cfg, st, mgr, puller, room, log.With("component", "lifecycle"))
 	if err != nil {
 		return err
 	}

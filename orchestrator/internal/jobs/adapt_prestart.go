@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/capacity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/prestart"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
@@ -77,3 +79,23 @@ func (j *Jobs) UseHub(s Hub) {
 
 // Prestarts is the schedules' runner, for the API.
 func (j *Jobs) Prestarts() *prestart.Runner { return j.prestart }
+
+// CapacityReporter says how many more servers fit (capacity.Reader).
+type CapacityReporter interface {
+	Report(ctx context.Context) (capacity.Report, error)
+}
+
+// freeRoom is prestart's view of the capacity: without guarantees there is
+// no limit.
+type freeRoom struct{ r CapacityReporter }
+
+func (f freeRoom) Free(ctx context.Context) (int, error) {
+	rep, err := f.r.Report(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if rep.Fit == capacity.Unlimited {
+		return math.MaxInt, nil
+	}
+	return rep.Fit, nil
+}

@@ -72,8 +72,9 @@ const prepullEvery = "@every 30s"
 const prestartTick = "@every 20s"
 
 // New builds the scheduler with the jobs; Start runs it.
-// puller may be nil (pre-pulling off).
-func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepull.Puller, log *slog.Logger) (*Jobs, error) {
+// puller may be nil (pre-pulling off); room (nil: not known) stops a
+// pre-start once the cluster is full.
+func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepull.Puller, room CapacityReporter, log *slog.Logger) (*Jobs, error) {
 	lc := cfg.Lifecycle
 	events := eventSink{st: st, log: log}
 	j := &Jobs{st: st, mgr: mgr, puller: puller, root: cfg.Storage.Mount, log: log}
@@ -85,8 +86,11 @@ func New(cfg config.Config, st *store.Store, mgr *spawner.Manager, puller *prepu
 		KeyPrefix: "lifecycle:", Location: loc, Logger: log,
 	})
 	// Lecture crons are read in the zone of the clock's times.
-	j.prestart = prestart.New(st, members{st}, &j.starter, prestart.Options{Events: events, Logger: log,
-		Clock: func() time.Time { return time.Now().In(loc) }})
+	po := prestart.Options{Events: events, Logger: log, Clock: func() time.Time { return time.Now().In(loc) }}
+	if room != nil {
+		po.Capacity = freeRoom{room}
+	}
+	j.prestart = prestart.New(st, members{st}, &j.starter, po)
 	j.culler = lifecycle.NewCuller(cullServers{st}, activitySource{st}, lifecycle.NewHTTPStatusProber(nil), mgr, events, lifecycle.CullOptions{
 		Timeout: lc.Cull.Timeout, MaxAge: lc.Cull.MaxAge, CullAdmins: lc.Cull.CullAdmins,
 		BusyIsActive: lc.Cull.BusyKernelsAreActive, Concurrency: lc.Cull.Concurrency, Spares: j.prestart, Logger: log,

@@ -48,7 +48,7 @@ func newTestJobsWith(t *testing.T, configure func(*config.Config)) (*Jobs, strin
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mgr := spawner.NewManager(docker, spawner.WrapStore(st), spawner.ManagerOptions{Namer: namer, StorageMount: root}, log)
-	j, err := New(cfg, st, mgr, nil, log)
+	j, err := New(cfg, st, mgr, nil, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -251,8 +251,14 @@ func (s *Server) StartServer(ctx context.Context, user string) (started bool, er
 		return false, err
 	}
 	for {
-		_, err = s.d.Servers.Start(ctx, user, spawner.StartOptions{Image: s.currentImage(ctx), Instructor: instr})
+		// Nobody watches this start: it keeps its place in the start line
+		// until its turn (a queued start counts as started).
+		_, err = s.d.Servers.Start(ctx, user, spawner.StartOptions{Image: s.currentImage(ctx), Instructor: instr, Unattended: true})
 		var busy *spawner.BusyError
+		var queued *spawner.QueuedError
+		if errors.As(err, &queued) {
+			return true, nil
+		}
 		if !errors.As(err, &busy) {
 			return err == nil, err
 		}
