@@ -372,6 +372,10 @@ func TestCluster(t *testing.T) {
 		return out
 	}
 
+	t.Run("logout on one replica closes the session's websockets on the other", func(t *testing.T) {
+		logoutClosesWebsocketsOnEveryReplica(t, c)
+	})
+
 	t.Run("drain one worker, kill the other: every server comes back", func(t *testing.T) {
 		moved := on(drained)
 		c.mustSwarm(t, "node", "update", "--availability", "drain", drained)

@@ -13,13 +13,12 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/kernelclient"
 )
 
-// TestLogoutClosesWebsocketsOnEveryReplica: a student holds a kernel
-// websocket through replica B and logs out through replica A (a load
-// balancer may send them anywhere). The websocket on B is closed with 1008,
-// B no longer lets the session in, and the student's other session (another
-// browser) keeps its websocket.
-func TestLogoutClosesWebsocketsOnEveryReplica(t *testing.T) {
-	c := upCluster(t)
+// logoutClosesWebsocketsOnEveryReplica (a step of TestCluster, which has
+// two replicas): a student holds a kernel websocket through replica B and
+// logs out through replica A (a load balancer may send them anywhere). The
+// websocket on B is closed with 1008, B no longer lets the session in, and
+// the student's other session (another browser) keeps its websocket.
+func logoutClosesWebsocketsOnEveryReplica(t *testing.T, c *cluster) {
 	user := "lo" + randHex(3)
 	s := c.student(t, user, 0)
 	other := c.student(t, user, 0)
@@ -90,7 +89,7 @@ func TestLogoutClosesWebsocketsOnEveryReplica(t *testing.T) {
 	}
 
 	// Replica B refuses the logged-out session.
-	u, _ := url.Parse(s.base)
+	u, _ := url.Parse(s.base + "/hub/api/user") // the hub cookie is scoped to /hub/
 	req, _ := http.NewRequest(http.MethodGet, replicaB+"/hub/api/user", nil)
 	for _, ck := range s.c.Jar.Cookies(u) {
 		req.AddCookie(ck)
