@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/atomicfile"
+
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
@@ -333,13 +335,13 @@ func (a *Archiver) writeArchive(ctx context.Context, dir, file, src, what string
 	}
 	ok = true
 	line := fmt.Sprintf("%s  %s\n", sum, file)
-	if err := writeFileAtomic(final+sumSuffix, []byte(line), 0o640); err != nil {
+	if err := atomicfile.WriteFile(final+sumSuffix, []byte(line), 0o640); err != nil {
 		// Without a checksum the archive cannot be restored; drop it so the
 		// run reports a clean failure.
 		os.Remove(final)
 		return e, st, diskErr(fmt.Errorf("write checksum of %s: %w", what, err))
 	}
-	syncDir(dir)
+	atomicfile.SyncDir(dir)
 	e.File = file
 	e.Size = cw.n
 	e.SHA256 = sum
@@ -432,10 +434,10 @@ func (a *Archiver) run(ctx context.Context, users []string, full bool) (Manifest
 	if err != nil {
 		return m, err
 	}
-	if err := writeFileAtomic(filepath.Join(a.runDir(run), manifestName), append(data, '\n'), 0o640); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(a.runDir(run), manifestName), append(data, '\n'), 0o640); err != nil {
 		return m, diskErr(fmt.Errorf("write manifest of run %s: %w", run, err))
 	}
-	syncDir(a.runDir(run))
+	atomicfile.SyncDir(a.runDir(run))
 	a.log.Info("archive run finished", "run", run, "users", len(users), "errors", m.Errors(), "seconds", m.Duration)
 	if err := a.retain(ctx); err != nil {
 		a.log.Error("archive retention", "err", err)
@@ -479,37 +481,6 @@ func (a *Archiver) newRun() (string, time.Time, error) {
 		}
 	}
 	return "", now, fmt.Errorf("too many archive runs in second %s", base)
-}
-
-// writeFileAtomic writes data to a temporary file, syncs it, and renames it
-// over name, so readers see the old or the new content, never a mix.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // StreamWorkspace writes the user's workspace as tar.gz to w, with the same

@@ -45,6 +45,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swarmhub/swarmhub/orchestrator/internal/atomicfile"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -211,11 +213,11 @@ func (b *Backup) write(ctx context.Context) (Manifest, error) {
 	if err != nil {
 		return m, err
 	}
-	if err := writeFileAtomic(filepath.Join(b.opts.Dir, id+manifestSuffix), append(data, '\n'), 0o640); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(b.opts.Dir, id+manifestSuffix), append(data, '\n'), 0o640); err != nil {
 		os.Remove(final)
 		return m, fmt.Errorf("redis snapshot: write manifest: %w", err)
 	}
-	syncDir(b.opts.Dir)
+	atomicfile.SyncDir(b.opts.Dir)
 	b.log.Info("redis snapshot written", "id", id, "keys", m.Keys, "bytes", m.Size)
 	return m, nil
 }
@@ -525,37 +527,6 @@ func (b *Backup) retain(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// writeFileAtomic writes data to a temporary file, syncs it, and renames it
-// over name.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	tmp := name + partialSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 type countWriter struct {
