@@ -10,9 +10,9 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 )
 
-// ensureDirs creates the user's workspace and the exchange directory under
-// the storage root before the first start, so a volume never binds a
-// missing directory. Existing directories are left as they are.
+// ensureDirs creates the user's workspace, the exchange and the course data
+// directory under the storage root before the first start, so a volume
+// never binds a missing directory. Existing directories are left as they are.
 func (m *Manager) ensureDirs(user string) error {
 	if m.o.StorageMount == "" {
 		return nil
@@ -45,6 +45,20 @@ func (m *Manager) ensureDirs(user string) error {
 			// umask would otherwise take the bits away.
 			if err := os.Chmod(ex, 0o777); err != nil {
 				return fmt.Errorf("make exchange directory %s world-writable: %w", ex, err)
+			}
+		}
+	}
+	if m.o.Spec.CourseDataPath != "" {
+		course := filepath.Join(m.o.StorageMount, courseDataDir)
+		created, err := mkdir(course, 0o755)
+		if err != nil {
+			return fmt.Errorf("create course data directory %s: %w", course, err)
+		}
+		if created {
+			// Instructors write it as jovyan (1000:100), as for a workspace;
+			// students cannot, whatever the mode: their mount is read-only.
+			if err := os.Chown(course, m.o.UID, m.o.GID); err != nil {
+				m.log.Warn("cannot hand the course data directory to the notebook user; instructors cannot write it", "dir", course, "uid", m.o.UID, "gid", m.o.GID, "err", err)
 			}
 		}
 	}

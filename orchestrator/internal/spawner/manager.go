@@ -91,7 +91,8 @@ type ManagerOptions struct {
 	HTTPClient    *http.Client  // for the default prober
 	Prober        Prober        // default: HTTP GET /user/NAME/api/status
 	Clock         func() time.Time
-	// UID and GID own new workspace directories; default 1000:100 (jovyan:users).
+	// UID and GID own new workspace and course data directories; default
+	// 1000:100 (jovyan:users).
 	UID, GID int
 	// Metrics, when set, hears how each spawn of this replica ended.
 	Metrics SpawnObserver

@@ -75,6 +75,9 @@ const (
 	BackendNFS      = "nfs"
 )
 
+// courseDataDir holds the course data under the storage root.
+const courseDataDir = "course"
+
 // contractEnv are the variables the spawner owns; extra env may not set them.
 var contractEnv = map[string]bool{
 	EnvUser: true, EnvToken: true, EnvBaseURL: true, EnvNotebook: true,
@@ -136,6 +139,12 @@ type Options struct {
 	// CapDrop are capabilities removed from the container's bounding set,
 	// e.g. NET_RAW or CAP_NET_RAW, or ALL.
 	CapDrop []string
+	// CourseDataPath is where the shared course data (course/ under the
+	// storage root) appears in every server: read-only for students,
+	// writable for instructors. Empty: no course data mount.
+	CourseDataPath string
+	// CourseDataVolume is the volume name of the course data.
+	CourseDataVolume string
 }
 
 // Contract is the start contract of image.
@@ -445,8 +454,46 @@ func buildMounts(r Request, o Options, notebookDir, instance string) ([]mount.Mo
 			},
 		})
 	}
+	if o.CourseDataPath != "" {
+		m, err := courseDataMount(r, o, instance)
+		if err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, m)
+	}
 	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Target < mounts[j].Target })
 	return mounts, nil
+}
+
+// courseDataMount shares course/ under the storage root with every server.
+// All servers run as the same uid, so only the mount itself keeps students
+// from writing: read-only for them (EROFS), read-write for instructors. It
+// is one volume for both, so what an instructor writes is what every
+// running server sees at once (a bind or NFS mount is live).
+func courseDataMount(r Request, o Options, instance string) (mount.Mount, error) {
+	if !path.IsAbs(o.CourseDataPath) {
+		return mount.Mount{}, fmt.Errorf("spawner: course data path %q must be an absolute path", o.CourseDataPath)
+	}
+	if o.CourseDataVolume == "" {
+		return mount.Mount{}, errors.New("spawner: course data volume name is required when the course data path is set")
+	}
+	drv, err := driverConfig(o.Storage, courseDataDir)
+	if err != nil {
+		return mount.Mount{}, err
+	}
+	return mount.Mount{
+		Type:     mount.TypeVolume,
+		Source:   o.CourseDataVolume,
+		Target:   o.CourseDataPath,
+		ReadOnly: !r.Instructor,
+		VolumeOptions: &mount.VolumeOptions{
+			// Docker would copy what an image has at the path into the
+			// volume while it is empty: course data comes from instructors only.
+			NoCopy:       true,
+			Labels:       map[string]string{LabelManaged: "true", LabelInstance: instance, LabelVolume: "course"},
+			DriverConfig: drv,
+		},
+	}, nil
 }
 
 // driverConfig points a local-driver volume at rel (relative to the storage root).

@@ -68,6 +68,11 @@ func TestBuildSpecGolden(t *testing.T) {
 			o.NoNewPrivileges = true
 			o.CapDrop = []string{"net_raw", "CAP_MKNOD", "NET_RAW", "audit_write"}
 		}},
+		{name: "course_data_student", opt: withCourseData},
+		{name: "course_data_instructor_nfs", req: func(r *spawner.Request) { r.Instructor = true }, opt: func(o *spawner.Options) {
+			withCourseData(o)
+			o.Storage = spawner.Storage{Backend: "nfs", NFSServer: "10.0.0.2", NFSExport: "/export/swarmhub", NFSOptions: "rw,nfsvers=4.1,soft"}
+		}},
 		{name: "singleuser", req: func(r *spawner.Request) { r.Image = "swarmhub/notebook-singleuser:dev" }, opt: func(o *spawner.Options) {
 			o.Contracts = map[string]string{"swarmhub/notebook-singleuser:dev": spawner.ContractSingleUser}
 			o.HubURL = "http://orchestrator:8000"
@@ -149,6 +154,8 @@ func TestBuildSpecErrors(t *testing.T) {
 			o.Contracts = map[string]string{"swarmhub/notebook:dev": "kubespawner"}
 		}, wantErr: "kubespawner"},
 		{name: "exchange without volume", opt: func(o *spawner.Options) { o.ExchangeVolume = "" }, wantErr: "exchange"},
+		{name: "relative course data path", opt: func(o *spawner.Options) { withCourseData(o); o.CourseDataPath = "course" }, wantErr: "course data path"},
+		{name: "course data without volume", opt: func(o *spawner.Options) { withCourseData(o); o.CourseDataVolume = "" }, wantErr: "course data volume"},
 		{name: "negative pids limit", opt: func(o *spawner.Options) { o.PidsLimit = -1 }, wantErr: "pids"},
 		{name: "capability with a space", opt: func(o *spawner.Options) { o.CapDrop = []string{"NET RAW"} }, wantErr: "capability"},
 		{name: "empty capability", opt: func(o *spawner.Options) { o.CapDrop = []string{""} }, wantErr: "capability"},
