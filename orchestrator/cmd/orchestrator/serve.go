@@ -329,7 +329,7 @@ func capacityOptions(cfg config.Config) capacity.Options {
 
 func specOptions(cfg config.Config) spawner.Options {
 	n := cfg.Notebook
-	return spawner.Options{
+	o := spawner.Options{
 		Network:        n.Network,
 		NotebookDir:    n.NotebookDir,
 		ExchangeDir:    n.ExchangeDir,
@@ -359,6 +359,10 @@ func specOptions(cfg config.Config) spawner.Options {
 		NoNewPrivileges: n.NoNewPrivileges,
 		CapDrop:         n.CapDrop,
 	}
+	if n.CourseData.Enabled {
+		o.CourseDataPath, o.CourseDataVolume = n.CourseData.MountPath, n.CourseData.Volume
+	}
+	return o
 }
 
 func newAuthenticator(cfg config.Config, namer *identity.Namer, log *slog.Logger) (auth.Authenticator, error) {

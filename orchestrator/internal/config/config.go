@@ -109,6 +109,7 @@ type Notebook struct {
 	ExchangeDir          string            `yaml:"exchange_dir" help:"nbgrader exchange path inside the server (must match Exchange.root in nbgrader_config.py)."`
 	UserVolume           string            `yaml:"user_volume" help:"Name template of each user's workspace volume; must contain {username}."`
 	ExchangeVolume       string            `yaml:"exchange_volume" help:"Name of the shared nbgrader exchange volume."`
+	CourseData           CourseData        `yaml:"course_data"`
 	ServiceName          string            `yaml:"service_name" help:"Name template of each user's swarm service; must contain {username}."`
 	Network              string            `yaml:"network" help:"Attachable overlay network shared by the orchestrator and user servers."`
 	PlacementConstraints []string          `yaml:"placement_constraints" help:"Swarm placement constraints for user servers, e.g. node.role==worker."`
@@ -124,7 +125,15 @@ type Notebook struct {
 	InstructorUsers      []string          `yaml:"instructor_users" help:"Users who get the nbgrader formgrader besides admins (admins are always instructors)."`
 }
 
-// Storage is where workspaces, the exchange and archives live.
+// CourseData is a directory every server sees, which only instructors can
+// change.
+type CourseData struct {
+	Enabled   bool   `yaml:"enabled" help:"Mount course/ under the storage root into every server at mount_path: read-only for students (writing fails with 'Read-only file system'), writable for instructors (admins, the instructors group, notebook.instructor_users). Files appear in running servers at once; servers started before it was enabled get the mount at their next start."`
+	MountPath string `yaml:"mount_path" help:"Where the course data appears inside every server."`
+	Volume    string `yaml:"volume" help:"Name of the shared course data volume."`
+}
+
+// Storage is where workspaces, the exchange, course data and archives live.
 type Storage struct {
 	Backend  string   `yaml:"backend" help:"hostpath (a directory on every node) or nfs (Docker mounts an NFS export per user)."`
 	Mount    string   `yaml:"mount" help:"Where this orchestrator sees the storage root; it creates users/NAME and archives/ there."`
@@ -306,6 +315,7 @@ func Default() Config {
 			ExchangeDir:          "/home/jovyan/.exchange",
 			UserVolume:           "jupyterhub-user-{username}",
 			ExchangeVolume:       "exchange",
+			CourseData:           CourseData{MountPath: "/home/jovyan/course", Volume: "course"},
 			ServiceName:          "jupyter-{username}",
 			Network:              "swarmhub-users",
 			Port:                 8888,

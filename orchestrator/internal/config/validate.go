@@ -100,6 +100,7 @@ func (c *Config) Validate() error {
 	v.session(&c.Session)
 	v.proxy(&c.Proxy)
 	v.lifecycle(&c.Lifecycle, c.Storage.Mount)
+	v.courseData(c)
 	v.services(c.Services)
 	if len(v.errs) == 0 {
 		return nil
@@ -608,6 +609,35 @@ func (v *checker) lifecycle(l *Lifecycle, mount string) {
 	v.schedule("lifecycle.redis_snapshot.schedule", l.Snapshot.Schedule)
 	v.atLeastOne("lifecycle.redis_snapshot.keep", l.Snapshot.Keep)
 	v.positive("lifecycle.reconcile.interval", l.Reconcile.Interval)
+}
+
+func (v *checker) courseData(c *Config) {
+	d, n := c.Notebook.CourseData, c.Notebook
+	if !d.Enabled {
+		return
+	}
+	v.absPath("notebook.course_data.mount_path", d.MountPath, true)
+	under := func(p, dir string) bool {
+		p, dir = path.Clean(p), path.Clean(dir)
+		return p == dir || strings.HasPrefix(p, dir+"/")
+	}
+	switch {
+	case d.MountPath == "" || !path.IsAbs(d.MountPath):
+	case under(n.NotebookDir, d.MountPath):
+		v.add("notebook.course_data.mount_path", "%q is notebook.notebook_dir or holds it; mount the course data inside the workspace instead, e.g. /home/jovyan/course", d.MountPath)
+	case n.ExchangeDir != "" && (under(d.MountPath, n.ExchangeDir) || under(n.ExchangeDir, d.MountPath)):
+		v.add("notebook.course_data.mount_path", "%q overlaps notebook.exchange_dir %q; use a path of its own, e.g. /home/jovyan/course", d.MountPath, n.ExchangeDir)
+	}
+	if !volumeNameRE.MatchString(d.Volume) {
+		v.add("notebook.course_data.volume", "%q is not a Docker volume name; use at least two letters, digits, '_', '.' or '-', e.g. course", d.Volume)
+	} else if n.ExchangeDir != "" && d.Volume == n.ExchangeVolume {
+		v.add("notebook.course_data.volume", "%q is also notebook.exchange_volume; give the course data its own volume", d.Volume)
+	}
+	// Every server reads course/: archives of all workspaces there would be
+	// every student's to read.
+	if a := c.Lifecycle.Archive.Dir; a != "" && path.IsAbs(a) && under(a, path.Join(c.Storage.Mount, "course")) {
+		v.add("lifecycle.archive.dir", "%q lies in the course data, which every server can read; choose a directory outside it", a)
+	}
 }
 
 func (v *checker) schedule(key, spec string) {
