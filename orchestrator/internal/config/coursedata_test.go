@@ -57,6 +57,7 @@ func TestCourseDataValidation(t *testing.T) {
 		{"mount path holds the workspace", func(c *config.Config) { c.Notebook.CourseData.MountPath = "/home" }, "notebook.course_data.mount_path", "notebook.notebook_dir"},
 		{"mount path is the exchange", func(c *config.Config) { c.Notebook.CourseData.MountPath = "/home/jovyan/.exchange" }, "notebook.course_data.mount_path", "notebook.exchange_dir"},
 		{"mount path inside the exchange", func(c *config.Config) { c.Notebook.CourseData.MountPath = "/home/jovyan/.exchange/course" }, "notebook.course_data.mount_path", "notebook.exchange_dir"},
+		{"mount path is the nbgrader course directory", func(c *config.Config) { c.Notebook.CourseID = "course" }, "notebook.course_data.mount_path", "nbgrader course directory /home/jovyan/course"},
 		{"volume invalid", func(c *config.Config) { c.Notebook.CourseData.Volume = "course/data" }, "notebook.course_data.volume", "volume name"},
 		{"volume is the exchange's", func(c *config.Config) { c.Notebook.CourseData.Volume = "exchange" }, "notebook.course_data.volume", "notebook.exchange_volume"},
 		{"archives readable by every server", func(c *config.Config) { c.Lifecycle.Archive.Dir = "/srv/swarmhub/course/archives" }, "lifecycle.archive.dir", "every server can read"},

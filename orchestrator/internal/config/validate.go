@@ -625,6 +625,9 @@ func (v *checker) courseData(c *Config) {
 	case d.MountPath == "" || !path.IsAbs(d.MountPath):
 	case under(n.NotebookDir, d.MountPath):
 		v.add("notebook.course_data.mount_path", "%q is notebook.notebook_dir or holds it; mount the course data inside the workspace instead, e.g. /home/jovyan/course", d.MountPath)
+	case n.CourseID != "" && under(d.MountPath, path.Join(n.NotebookDir, n.CourseID)):
+		// The notebook images make an instructor's nbgrader course directory there.
+		v.add("notebook.course_data.mount_path", "%q is in the nbgrader course directory %s (notebook.notebook_dir/notebook.course_id); use another path, e.g. /home/jovyan/course-data", d.MountPath, path.Join(n.NotebookDir, n.CourseID))
 	case n.ExchangeDir != "" && (under(d.MountPath, n.ExchangeDir) || under(n.ExchangeDir, d.MountPath)):
 		v.add("notebook.course_data.mount_path", "%q overlaps notebook.exchange_dir %q; use a path of its own, e.g. /home/jovyan/course", d.MountPath, n.ExchangeDir)
 	}
