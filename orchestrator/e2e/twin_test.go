@@ -97,3 +97,19 @@ func TestProductionStartHookInTwin(t *testing.T) {
 	alice.startServer("alice")
 	expectRole(t, alice, "instructor")
 }
+
+// TestSmokeProductionImageScript runs scripts/smoke-production-image, the
+// check an operator runs on the production image where a registry is
+// reachable, against the twin, which must pass, and against notebook-server,
+// whose start hook enables no nbgrader extension, which must not.
+func TestSmokeProductionImageScript(t *testing.T) {
+	requireE2E(t)
+	t.Parallel()
+	out := sh(t, nil, "bash", "scripts/smoke-production-image", "swarmhub/notebook-twin:"+imageTag())
+	if !strings.Contains(out, "ok   course directory") || !strings.Contains(out, "ok   no course directory") {
+		t.Fatalf("smoke check of the twin did not check the course directories:\n%s", out)
+	}
+	if out, err := shQuiet(nil, "bash", "scripts/smoke-production-image", "swarmhub/notebook-server:"+imageTag()); err == nil {
+		t.Fatalf("smoke check passes notebook-server, whose start hook sets up no role:\n%s", out)
+	}
+}
