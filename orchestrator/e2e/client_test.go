@@ -28,18 +28,21 @@ type browser struct {
 	c    *http.Client
 	xsrf string
 	user string
+	// accessName is the access cookie's name: accessCookieName, with the
+	// __Secure- prefix when the hub serves HTTPS.
+	accessName string
 }
 
 func newBrowser(t testing.TB, base string) *browser {
 	jar, _ := cookiejar.New(nil)
-	b := &browser{t: t, base: base}
+	b := &browser{t: t, base: base, accessName: accessCookieName}
 	b.c = &http.Client{Jar: jar, Timeout: 60 * time.Second, Transport: accessTransport{b: b, next: http.DefaultTransport},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return b
 }
 
-// accessCookieName is the servers' access cookie (the stacks under test
-// serve plain HTTP, so it has no __Secure- prefix).
+// accessCookieName is the servers' access cookie over plain HTTP (under
+// HTTPS it carries the __Secure- prefix).
 const accessCookieName = "swarmhub-session-server"
 
 // accessTransport does for every request under /user/NAME/ what a browser's
@@ -50,7 +53,7 @@ type accessTransport struct {
 }
 
 func (t accessTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if _, err := r.Cookie(accessCookieName); err == nil || !strings.HasPrefix(r.URL.Path, "/user/") {
+	if _, err := r.Cookie(t.b.accessName); err == nil || !strings.HasPrefix(r.URL.Path, "/user/") {
 		return t.next.RoundTrip(r)
 	}
 	c := t.b.accessFor(r.Context(), r.URL.Path)
@@ -88,7 +91,7 @@ func (b *browser) access(ctx context.Context, name string) *http.Cookie {
 	u, _ := url.Parse(b.base + "/user/" + name + "/")
 	find := func() *http.Cookie {
 		for _, c := range b.c.Jar.Cookies(u) {
-			if c.Name == accessCookieName {
+			if c.Name == b.accessName {
 				return c
 			}
 		}
@@ -278,7 +281,7 @@ func (b *browser) wsHeaderFor(path string) http.Header {
 	var parts []string
 	has := false
 	for _, c := range b.c.Jar.Cookies(u) {
-		has = has || c.Name == accessCookieName
+		has = has || c.Name == b.accessName
 		parts = append(parts, c.Name+"="+c.Value)
 	}
 	if !has {

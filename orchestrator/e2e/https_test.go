@@ -115,7 +115,8 @@ tls: {cert_file: /srv/swarmhub/tls/hub.pem, key_file: /srv/swarmhub/tls/hub.key}
 	})
 	https := func() *browser {
 		b := newBrowser(t, h.base)
-		b.c.Transport = pki.transport()
+		b.accessName = "__Secure-" + accessCookieName
+		b.c.Transport = accessTransport{b: b, next: pki.transport()}
 		return b
 	}
 
