@@ -19,13 +19,14 @@ func TestCookieScope(t *testing.T) {
 	t.Parallel()
 	h := deployTiny(t, "cookies", "")
 
-	alice := newBrowser(t, h.base)
-	_, page := alice.get("/hub/login")
+	// The login answer's own Set-Cookie, read from a first browser.
+	probe := newBrowser(t, h.base)
+	_, page := probe.get("/hub/login")
 	m := hiddenXSRF.FindStringSubmatch(page)
 	if m == nil {
 		t.Fatalf("login page has no _xsrf field:\n%s", page)
 	}
-	resp, err := alice.c.PostForm(h.base+"/hub/login", url.Values{"username": {"alice"}, "password": {password}, "_xsrf": {m[1]}})
+	resp, err := probe.c.PostForm(h.base+"/hub/login", url.Values{"username": {"alice"}, "password": {password}, "_xsrf": {m[1]}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +40,7 @@ func TestCookieScope(t *testing.T) {
 	if hubCookie == nil || hubCookie.Path != "/hub/" || !hubCookie.HttpOnly {
 		t.Fatalf("hub cookie after login: %+v, want HttpOnly with Path=/hub/", hubCookie)
 	}
+	alice := newBrowser(t, h.base)
 	if code := alice.login("alice", password); code != http.StatusFound {
 		t.Fatalf("alice login: %d", code)
 	}
