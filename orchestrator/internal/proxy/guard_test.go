@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -279,14 +281,19 @@ func TestHostileResponseHeadersStripped(t *testing.T) {
 		"__Host-" + hubCookie + "=forged; Path=/; Secure",
 		"__Secure-" + hubCookie + "=forged; Path=/user/alice/; Secure",
 		accessCookie + "=forged; Path=/user/alice/",
-		"x=1; Path=/",
-		"x=1; path=/hub/",
-		"x=1; Path=/hub",
-		"x=1; PATH = /hub/api/users",
-		"x=1; Path=/user/",
-		"x=1; Path=/user/bob/",
-		"x=1; Path=/user/alicex/",
-		"x=1; Path=/user/alice/; Path=/",
+	}
+	// Cookies scoped beyond the server's own path are confined to it.
+	confined := map[string]string{
+		"x=1; Path=/":                                "x=1; Path=/user/alice/",
+		"x=1; path=/hub/":                            "x=1; Path=/user/alice/",
+		"x=1; Path=/hub":                             "x=1; Path=/user/alice/",
+		"x=1; PATH = /hub/api/users":                 "x=1; Path=/user/alice/",
+		"x=1; Path=/user/":                           "x=1; Path=/user/alice/",
+		"x=1; Path=/user/bob/":                       "x=1; Path=/user/alice/",
+		"x=1; Path=/user/alicex/":                    "x=1; Path=/user/alice/",
+		"x=1; Path=/user/alice/; Path=/":             "x=1; Path=/user/alice/; Path=/user/alice/",
+		"_xsrf=2|n6; Path=/":                         "_xsrf=2|n6; Path=/user/alice/",
+		"d=1; Domain=example.edu; Path=/user/alice/": "d=1; Path=/user/alice/",
 	}
 	kept := []string{
 		"_xsrf=2|abc; Path=/user/alice/",
@@ -295,12 +302,16 @@ func TestHostileResponseHeadersStripped(t *testing.T) {
 		"plain=1",
 		"empty-path=1; Path=",
 	}
+	confinedIn := slices.Sorted(maps.Keys(confined))
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Service-Worker-Allowed", "/")
 		h.Set("Clear-Site-Data", `"cookies", "storage"`)
 		h.Set("X-Other", "kept")
 		for _, c := range append(append([]string(nil), hostile...), kept...) {
+			h.Add("Set-Cookie", c)
+		}
+		for _, c := range confinedIn {
 			h.Add("Set-Cookie", c)
 		}
 		if strings.HasSuffix(r.URL.Path, "/ws") {
@@ -334,8 +345,12 @@ func TestHostileResponseHeadersStripped(t *testing.T) {
 		if got := h.Get("X-Other"); got != "kept" {
 			t.Errorf("X-Other = %q, want kept", got)
 		}
-		if got := h.Values("Set-Cookie"); strings.Join(got, "\n") != strings.Join(kept, "\n") {
-			t.Errorf("Set-Cookie reaching the browser:\n%s\nwant only:\n%s", strings.Join(got, "\n"), strings.Join(kept, "\n"))
+		want := append([]string(nil), kept...)
+		for _, c := range confinedIn {
+			want = append(want, confined[c])
+		}
+		if got := h.Values("Set-Cookie"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("Set-Cookie reaching the browser:\n%s\nwant only:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
 	for range 2 {

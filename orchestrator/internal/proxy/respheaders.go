@@ -18,7 +18,10 @@ const (
 )
 
 // stripHostileHeaders removes those headers from a user server's response.
-// Cookies a server scopes to its own /user/NAME/ pass.
+// A cookie named like the hub's is dropped; any other is confined to the
+// server's own /user/NAME/ (an outside Path is rewritten to it, a Domain is
+// removed), so servers that scope their cookies to "/" (Notebook 6's
+// _xsrf) keep working without reaching the hub or other servers.
 func (p *Proxy) stripHostileHeaders(res *http.Response) {
 	h := res.Header
 	_, swa := h[hdrServiceWorkerAllowed]
@@ -45,9 +48,13 @@ func (p *Proxy) stripHostileHeaders(res *http.Response) {
 	own := userPrefix + url.PathEscape(server) + "/"
 	kept := sc[:0]
 	for _, v := range sc {
-		if p.hostileCookie(v, own) {
+		if p.hubNamed(v) {
 			p.warnHeader(server, hdrSetCookie)
 			continue
+		}
+		if c, changed := confineCookie(v, own); changed {
+			v = c
+			p.warnHeader(server, hdrSetCookie+" scope")
 		}
 		kept = append(kept, v)
 	}
@@ -58,14 +65,12 @@ func (p *Proxy) stripHostileHeaders(res *http.Response) {
 	}
 }
 
-// hostileCookie reports whether a Set-Cookie value touches the hub's
-// cookies: its name contains the hub cookie's or the access cookie's name (in any case, with or
-// without a __Host-/__Secure- prefix, also in the nameless "=NAME=value"
-// form, which browsers send back as "NAME=value"), or one of its Path
-// attributes reaches beyond the server's own prefix own ("/user/NAME/"):
-// "/", "/hub/...", or another user's server.
-func (p *Proxy) hostileCookie(v, own string) bool {
-	pair, attrs, _ := strings.Cut(v, ";")
+// hubNamed reports whether a Set-Cookie value's name contains the hub
+// cookie's or the access cookie's name (in any case, with or without a
+// __Host-/__Secure- prefix, also in the nameless "=NAME=value" form, which
+// browsers send back as "NAME=value").
+func (p *Proxy) hubNamed(v string) bool {
+	pair, _, _ := strings.Cut(v, ";")
 	pair = strings.TrimSpace(pair)
 	for strings.HasPrefix(pair, "=") {
 		pair = strings.TrimSpace(pair[1:])
@@ -76,20 +81,34 @@ func (p *Proxy) hostileCookie(v, own string) bool {
 			return true
 		}
 	}
-	for len(attrs) > 0 {
-		var a string
-		a, attrs, _ = strings.Cut(attrs, ";")
-		k, val, _ := strings.Cut(a, "=")
-		if !strings.EqualFold(strings.TrimSpace(k), "path") {
-			continue
-		}
-		// An empty Path means the default: the directory of the request,
-		// which is inside own.
-		if path := strings.TrimSpace(val); path != "" && path != own[:len(own)-1] && !strings.HasPrefix(path, own) {
-			return true
-		}
-	}
 	return false
+}
+
+// confineCookie rewrites every Path attribute that reaches beyond own
+// ("/user/NAME/"): "/", "/hub/...", another user's server; and drops
+// Domain attributes (a sibling host's cookies are not a server's to set).
+// An empty Path means the request's directory, which is inside own.
+func confineCookie(v, own string) (string, bool) {
+	parts := strings.Split(v, ";")
+	changed := false
+	out := parts[:1]
+	for _, a := range parts[1:] {
+		k, val, _ := strings.Cut(a, "=")
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "domain":
+			changed = true
+			continue
+		case "path":
+			if path := strings.TrimSpace(val); path != "" && path != own[:len(own)-1] && !strings.HasPrefix(path, own) {
+				a, changed = " Path="+own, true
+			}
+		}
+		out = append(out, a)
+	}
+	if !changed {
+		return v, false
+	}
+	return strings.Join(out, ";"), true
 }
 
 // hubCookieBase is the session cookie's name without a cookie prefix, so
