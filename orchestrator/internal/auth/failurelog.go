@@ -52,9 +52,20 @@ type FailureVerdict struct {
 
 // Note counts one failed (or refused) login of user (may be empty) from ip.
 func (f *FailureLog) Note(ctx context.Context, user, ip string) (FailureVerdict, error) {
-	key := "login:events:addr:" + keyPart(AddressGroup(ip))
+	return f.note(ctx, "login:events:", user, ip)
+}
+
+// NoteBan is Note for logins refused because of a ban, counted apart from
+// the failures that caused it, so the first refusals of a ban are always
+// recorded (within the hub-wide ceiling).
+func (f *FailureLog) NoteBan(ctx context.Context, user, ip string) (FailureVerdict, error) {
+	return f.note(ctx, "login:bans:", user, ip)
+}
+
+func (f *FailureLog) note(ctx context.Context, prefix, user, ip string) (FailureVerdict, error) {
+	key := prefix + "addr:" + keyPart(AddressGroup(ip))
 	if user != "" {
-		key = "login:events:" + pairKey(user, ip)
+		key = prefix + pairKey(user, ip)
 	}
 	n, err := f.c.Incr(ctx, key, f.o.Window)
 	if err != nil {

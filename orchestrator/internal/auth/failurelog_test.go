@@ -59,3 +59,21 @@ func TestFailureLogCapsAllEvents(t *testing.T) {
 		t.Fatalf("50 failures recorded %d events (%d notices), want 5 and one notice", n, notices)
 	}
 }
+
+// A ban's first refusal is recorded even after the failures that caused it
+// filled their quota: the admin must see why the student cannot log in.
+func TestFailureLogRecordsTheBanApart(t *testing.T) {
+	clk := testsupport.NewClock(time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC))
+	f := auth.NewFailureLog(newMemCounter(clk.Now), auth.FailureLogOptions{Each: 3, Max: 1000, Window: time.Minute})
+	for range 4 {
+		if _, err := f.Note(context.Background(), "bob", "192.0.2.7"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := f.Note(context.Background(), "bob", "192.0.2.7"); v.Record {
+		t.Fatalf("the 5th failure was recorded: %+v", v)
+	}
+	if v, err := f.NoteBan(context.Background(), "bob", "192.0.2.7"); err != nil || !v.Record || v.Message != "" {
+		t.Fatalf("the ban's first refusal: %+v, %v; want it recorded as it is", v, err)
+	}
+}

@@ -82,6 +82,7 @@ type Regulator interface {
 // own (auth.FailureLog), so a flood of them cannot flush the event log.
 type FailureLog interface {
 	Note(ctx context.Context, user, ip string) (auth.FailureVerdict, error)
+	NoteBan(ctx context.Context, user, ip string) (auth.FailureVerdict, error)
 }
 
 // Namer turns a raw login or path name into the canonical username.

@@ -66,7 +66,7 @@ func (s *Server) loginSubmit(c echo.Context) error {
 		if err := s.d.Regulator.Allowed(ctx, user, ip); err != nil {
 			if errors.Is(err, auth.ErrBanned) {
 				s.countLogin(loginBanned)
-				s.loginFailed(ctx, user, ip, "login refused: too many failures")
+				s.loginFailed(ctx, user, ip, "login refused: too many failures", true)
 				return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 			}
 			return s.loginUnavailable(c, next, raw, err)
@@ -81,7 +81,7 @@ func (s *Server) loginSubmit(c echo.Context) error {
 				}
 			}
 			s.countLogin(loginBadCredentials)
-			s.loginFailed(ctx, user, ip, "wrong username or password")
+			s.loginFailed(ctx, user, ip, "wrong username or password", false)
 			return s.showLogin(c, http.StatusUnauthorized, next, raw, msgBadLogin)
 		}
 		return s.loginUnavailable(c, next, raw, err)
@@ -136,12 +136,16 @@ func (s *Server) legacySessionCookie() *http.Cookie {
 	return s.cookie(strings.TrimPrefix(s.o.CookieName, securePrefix), "", "/", -1, http.SameSiteLaxMode)
 }
 
-// loginFailed records a failed or refused login as an event, unless
-// FailedLogins says it is one of a flood that is only counted.
-func (s *Server) loginFailed(ctx context.Context, user, ip, msg string) {
+// loginFailed records a failed (or, banned, a refused) login as an event,
+// unless FailedLogins says it is one of a flood that is only counted.
+func (s *Server) loginFailed(ctx context.Context, user, ip, msg string, banned bool) {
 	msg += " (from " + ip + ")"
 	if s.d.FailedLogins != nil {
-		v, err := s.d.FailedLogins.Note(ctx, user, ip)
+		note := s.d.FailedLogins.Note
+		if banned {
+			note = s.d.FailedLogins.NoteBan
+		}
+		v, err := note(ctx, user, ip)
 		if err != nil {
 			s.log.Warn("failed-login counting unavailable", "err", err)
 		}
