@@ -37,7 +37,15 @@ func step(t *testing.T, ctx context.Context, what string, d time.Duration, actio
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	if err := chromedp.Do(sctx, actions...); err != nil {
+	err := chromedp.Do(sctx, actions...)
+	// Chromium aborts a page load when the host's interfaces change, which
+	// Docker does whenever a parallel test creates or removes a network: do
+	// the step again, as a student would reload.
+	for i := 0; i < 3 && err != nil && strings.Contains(err.Error(), "ERR_NETWORK_CHANGED"); i++ {
+		t.Logf("%s: %v; again", what, err)
+		err = chromedp.Do(sctx, actions...)
+	}
+	if err != nil {
 		dashShot(t, ctx, "failed-"+strings.ReplaceAll(what, " ", "-"))
 		t.Fatalf("%s: %v (page %s)", what, err, evalIn[string](t, ctx, "location.href"))
 	}

@@ -70,6 +70,11 @@ func TestContainerHardening(t *testing.T) {
 				wg.Go(func() { b.startServer(b.user) })
 			}
 			wg.Wait()
+			if image == "notebook-singleuser" {
+				// jupyterhub-singleuser logs its student in by OAuth first.
+				alice.serverLogin(t, "alice")
+				bob.serverLogin(t, "bob")
+			}
 
 			status, err := alice.runCode("alice", "print(open('/proc/self/status').read())")
 			if err != nil {
