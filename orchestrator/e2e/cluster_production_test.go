@@ -147,8 +147,11 @@ lifecycle:
 	client := &http.Client{Transport: pki.transport(), Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var base string
+	// Anonymous callers get only the overall status (the directory of this
+	// test is not reachable, so it may read "degraded"); where Redis runs is
+	// checked below.
 	var health struct {
-		Checks map[string]string `json:"checks"`
+		Status string `json:"status"`
 	}
 	var last string
 	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(2 * time.Second) {
@@ -170,15 +173,21 @@ lifecycle:
 		}
 		err = json.NewDecoder(resp.Body).Decode(&health)
 		resp.Body.Close()
-		last = fmt.Sprintf("%d %v %v", resp.StatusCode, health.Checks, err)
-		if resp.StatusCode == http.StatusOK && health.Checks["redis"] == "ok" && health.Checks["docker"] == "ok" {
+		last = fmt.Sprintf("%d %q %v", resp.StatusCode, health.Status, err)
+		if resp.StatusCode == http.StatusOK && health.Status != "" {
 			if hsts := resp.Header.Get("Strict-Transport-Security"); !strings.Contains(hsts, "max-age=") {
 				t.Fatalf("health over HTTPS: Strict-Transport-Security %q", hsts)
 			}
 			break
 		}
 	}
-	t.Logf("HTTPS at %s: %v", base, health.Checks)
+	t.Logf("HTTPS at %s: %s", base, health.Status)
+	// The API answers over HTTPS too (JupyterHub's 403 without a token).
+	if resp, err := client.Get(base + "/hub/api/users"); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("API without a token over HTTPS: %v %v, want 403", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	host := strings.TrimPrefix(base, "https://")
 	resp, err := client.Get("http://" + host + "/hub/login")

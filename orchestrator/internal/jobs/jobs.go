@@ -417,6 +417,9 @@ func (r records) ListRecords(ctx context.Context) ([]lifecycle.Record, error) {
 func (r records) Adopt(ctx context.Context, svc lifecycle.ObservedService) error {
 	_, err := r.mgr.Adopt(ctx, spawner.Observed{User: svc.User, ServiceID: svc.ServiceID, ServiceName: svc.ServiceName,
 		Image: svc.Image, Created: svc.Created, Token: svc.Token, HubToken: svc.HubToken, Instructor: svc.Instructor, Addr: svc.Addr})
+	if errors.Is(err, spawner.ErrServiceGone) {
+		return fmt.Errorf("%w: %w", lifecycle.ErrGone, err)
+	}
 	return err
 }
 

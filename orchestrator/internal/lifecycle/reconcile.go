@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -189,7 +190,9 @@ func (r *Reconciler) Run(ctx context.Context) (ReconcileReport, error) {
 			continue
 		}
 		if err := r.recs.Adopt(ctx, svc); err != nil {
-			fail(svc.User, "adopt", err)
+			if !errors.Is(err, ErrGone) {
+				fail(svc.User, "adopt", err)
+			}
 			continue
 		}
 		rep.Adopted = append(rep.Adopted, svc.User)

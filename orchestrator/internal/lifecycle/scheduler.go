@@ -39,6 +39,9 @@ var (
 	ErrLocked = errors.New("job is already running")
 	// ErrUnknownJob is returned by Trigger for a name that was never added.
 	ErrUnknownJob = errors.New("unknown job")
+	// ErrGone is what a Records.Adopt returns (wrapped) when the observed
+	// service was removed meanwhile: nothing to adopt, nothing wrong.
+	ErrGone = errors.New("the observed service is gone")
 )
 
 // LockerFunc adapts a store's Lock method, whatever its concrete lock type,

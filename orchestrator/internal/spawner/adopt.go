@@ -2,10 +2,12 @@ package spawner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
@@ -72,9 +74,13 @@ func (m *Manager) Services(ctx context.Context) ([]Observed, error) {
 	return out, nil
 }
 
+// ErrServiceGone means an observed service was removed before it could be
+// adopted.
+var ErrServiceGone = errors.New("the service was removed meanwhile")
+
 // Adopt records an observed service with a running task as the user's
 // running server. It returns store.ErrLocked when a start or stop of that
-// user is in progress.
+// user is in progress, and ErrServiceGone when the service no longer exists.
 func (m *Manager) Adopt(ctx context.Context, o Observed) (store.Server, error) {
 	if o.User == "" || o.Token == "" || o.Addr == "" {
 		return store.Server{}, fmt.Errorf("service %s cannot be adopted: it lacks a user label, a token or a running task", o.ServiceName)
@@ -84,6 +90,15 @@ func (m *Manager) Adopt(ctx context.Context, o Observed) (store.Server, error) {
 		return store.Server{}, fmt.Errorf("lock server of %s: %w", o.User, err)
 	}
 	defer m.release(lock, o.User, false)
+	// The observation may be stale: a stop that held the lock until just
+	// now may have removed the service (a culled server must not come
+	// back as "running").
+	if _, _, err := m.d.ServiceInspectWithRaw(ctx, o.ServiceID, swarm.ServiceInspectOptions{}); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return store.Server{}, fmt.Errorf("%w: %s", ErrServiceGone, o.ServiceName)
+		}
+		return store.Server{}, fmt.Errorf("inspect service %s of %s: %w", o.ServiceName, o.User, err)
+	}
 	rec, err := m.getServer(ctx, o.User)
 	if err != nil {
 		return store.Server{}, err

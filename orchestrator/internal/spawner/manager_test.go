@@ -704,3 +704,32 @@ func TestStartSingleUserAdoptsOnNameConflict(t *testing.T) {
 	}
 	h.settle(t)
 }
+
+// A reconcile that saw a service before a stop removed it must not bring
+// the stopped server back as running (the culler would cull it twice).
+func TestAdoptRefusesAServiceStoppedMeanwhile(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	spec, err := spawner.BuildSpec(spawner.Request{
+		User: "carol", ServiceName: "jupyter-carol", VolumeName: "jupyterhub-user-carol",
+		Token: "carol-token", Image: "swarmhub/notebook:dev",
+	}, baseOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d.AddService(spec)
+	obs, err := h.m.Services(ctx)
+	if err != nil || len(obs) != 1 {
+		t.Fatalf("Services = %+v, %v", obs, err)
+	}
+	if err := h.m.Stop(ctx, "carol", "culled"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Adopt(ctx, obs[0]); !errors.Is(err, spawner.ErrServiceGone) {
+		t.Fatalf("Adopt after the stop: %v, want ErrServiceGone", err)
+	}
+	if st := h.st.server("carol").State; st != store.StateStopped {
+		t.Errorf("carol's record is %q after the stale adoption, want stopped", st)
+	}
+}
