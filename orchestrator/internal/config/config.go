@@ -178,7 +178,7 @@ type Dummy struct {
 // per client address.
 type Regulation struct {
 	MaxFailures        int           `yaml:"max_failures" help:"Failed logins for one user from one client address (IPv6: its /64) within window that ban that address for that user."`
-	AccountMaxFailures int           `yaml:"account_max_failures" help:"Failed logins for one user from all addresses within window that ban the user everywhere (a guess spread over many addresses); at least max_failures."`
+	AccountMaxFailures int           `yaml:"account_max_failures" help:"Failed logins for one user from all addresses within window that ban the user everywhere (a guess spread over many addresses); a value below max_failures counts as max_failures, so configurations from before this key keep working."`
 	Window             time.Duration `yaml:"window" help:"Time window in which failures are counted."`
 	Ban                time.Duration `yaml:"ban" help:"How long logins are refused after too many failures, even with the right password."`
 }

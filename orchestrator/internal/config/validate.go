@@ -398,8 +398,8 @@ func (v *checker) auth(a *Auth, instructors []string) {
 	if r.MaxFailures < 1 {
 		v.add("auth.regulation.max_failures", "%d must be at least 1 (failed logins before a ban)", r.MaxFailures)
 	}
-	if r.AccountMaxFailures < r.MaxFailures {
-		v.add("auth.regulation.account_max_failures", "%d must be at least max_failures (%d)", r.AccountMaxFailures, r.MaxFailures)
+	if r.AccountMaxFailures < 1 {
+		v.add("auth.regulation.account_max_failures", "%d must be at least 1 (failed logins of one user from all addresses before a ban)", r.AccountMaxFailures)
 	}
 	v.positive("auth.regulation.window", r.Window)
 	v.positive("auth.regulation.ban", r.Ban)

@@ -187,7 +187,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"dummy password both", valid, func(c *config.Config) { c.Auth.Dummy.PasswordFile = "/run/secrets/x" }, "auth.dummy.password", "auth.dummy.password_file"},
 		{"redis password both", valid, func(c *config.Config) { c.Redis.Password, c.Redis.PasswordFile = "a", "/f" }, "redis.password", "SWARMHUB_REDIS_PASSWORD_FILE"},
 		{"regulation failures", valid, func(c *config.Config) { c.Auth.Regulation.MaxFailures = 0 }, "auth.regulation.max_failures", "at least 1"},
-		{"account ceiling below the pair limit", valid, func(c *config.Config) { c.Auth.Regulation.AccountMaxFailures = 2 }, "auth.regulation.account_max_failures", "at least max_failures"},
+		{"account ceiling zero", valid, func(c *config.Config) { c.Auth.Regulation.AccountMaxFailures = 0 }, "auth.regulation.account_max_failures", "at least 1"},
 		{"trusted proxy not a CIDR", valid, func(c *config.Config) { c.Listen.TrustedProxies = []string{"10.0.0.0/8", "proxy.example"} }, "listen.trusted_proxies", `"proxy.example"`},
 		{"regulation window", valid, func(c *config.Config) { c.Auth.Regulation.Window = 0 }, "auth.regulation.window", "positive"},
 		{"regulation ban", valid, func(c *config.Config) { c.Auth.Regulation.Ban = 0 }, "auth.regulation.ban", "positive"},
