@@ -187,6 +187,10 @@ func (e *env) firstCell(ctx context.Context, user, image string) (time.Duration,
 	if err := s.waitReady(wctx, user); err != nil {
 		return 0, err
 	}
+	// The first page load of the server fetches its access cookie.
+	if err := s.serverAccess(wctx, user); err != nil {
+		return 0, err
+	}
 	ks := kernelclient.Server{URL: s.base + "/user/" + user, Client: s.c, Header: http.Header{"Origin": {s.base}}}
 	id, err := ks.StartKernel(wctx)
 	if err != nil {
