@@ -79,7 +79,7 @@ func TestPrepullCluster(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("GET /hub/api/image: %d %s", code, body)
 		}
-		info.Nodes = nil
+		info.Nodes, info.NodesError = nil, ""
 		if err := json.Unmarshal(body, &info); err != nil {
 			t.Fatalf("GET /hub/api/image: %v: %s", err, body)
 		}
