@@ -136,13 +136,15 @@ func TestPrepullCluster(t *testing.T) {
 	// (and so the pre-pull service) stays on the default.
 	cold := start(admin, coldUser, map[string]string{"image": probe})
 	placedOn(coldUser.user, coldNode)
-	if n := blobDownloads(t, registry, c.ips[coldNode], since); n == 0 {
+	blobs := blobDownloads(t, registry, c.ips[coldNode], since)
+	if blobs == 0 {
 		t.Fatalf("%s started %s without downloading a blob from the registry: the test cannot tell a pull", coldNode, probe)
 	}
 	if !hasImage(coldNode, id) {
 		t.Fatalf("%s runs %s but does not list image %s", coldNode, probe, id)
 	}
 	t.Logf("FIGURE prepull_cold_start_seconds=%.1f", cold.Seconds())
+	t.Logf("FIGURE prepull_cold_start_blobs_downloaded=%d", blobs)
 	// Stopped before the labels move: swarm would otherwise move the
 	// server to the other worker, which would pull the image.
 	admin.stopServer(coldUser.user)
