@@ -9,6 +9,10 @@ CLUSTER_STACK=swarmhub
 CLUSTER_INSTANCE=swarmhub-cluster
 MANAGERS=(swarmhub-node1 swarmhub-node2 swarmhub-node3)
 WORKERS=(swarmhub-node4 swarmhub-node5)
+# A registry container on the cluster network (images/registry); every
+# node's dockerd pulls from it over plain HTTP.
+REGISTRY=swarmhub-registry
+REGISTRY_ADDR="$REGISTRY:5000"
 CLUSTER_DIR="${SWARMHUB_CLUSTER_DIR:-/srv/swarmhub-cluster}"
 STORAGE_DIR="$CLUSTER_DIR/storage"
 DEPLOY_DIR="$CLUSTER_DIR/deploy"
