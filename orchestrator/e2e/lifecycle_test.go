@@ -204,14 +204,22 @@ func TestCull(t *testing.T) {
 	}
 }
 
-// kernelState is the execution_state of the first kernel in a
-// /api/kernels answer, "" when there is none.
+// kernelState is the execution_state of a /api/kernels answer: "busy" or
+// "starting" if any kernel is, else the first one's; "" when there is none.
 func kernelState(body []byte) string {
 	var ks []struct {
 		State string `json:"execution_state"`
 	}
 	if json.Unmarshal(body, &ks) != nil || len(ks) == 0 {
 		return ""
+	}
+	// With several kernels the busiest speaks for the server.
+	for _, want := range []string{"busy", "starting"} {
+		for _, k := range ks {
+			if k.State == want {
+				return want
+			}
+		}
 	}
 	return ks[0].State
 }
