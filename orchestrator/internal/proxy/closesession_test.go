@@ -14,20 +14,7 @@ func TestCloseSessionEndsOnlyThatSessionsWebsockets(t *testing.T) {
 	e := newEnv(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	open := func(path, session string) *websocket.Conn {
-		c, _, err := e.dialWS(ctx, path, session)
-		if err != nil {
-			t.Fatalf("dial %s as %s: %v", path, session, err)
-		}
-		t.Cleanup(func() { c.CloseNow() })
-		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := c.Read(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	open := func(path, session string) *websocket.Conn { return e.openWS(t, ctx, path, session) }
 	gone := open("/user/alice/api/kernels/1/ws", "s-alice")
 	stays := open("/user/alice/api/kernels/2/ws", "s-alice-2")
 

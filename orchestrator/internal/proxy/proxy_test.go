@@ -770,21 +770,7 @@ func TestCloseUserEndsWebsockets(t *testing.T) {
 	e := newEnv(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	open := func(path, session string) *websocket.Conn {
-		c, _, err := e.dialWS(ctx, path, session)
-		if err != nil {
-			t.Fatalf("dial %s as %s: %v", path, session, err)
-		}
-		t.Cleanup(func() { c.CloseNow() })
-		// One round trip so the connection is surely through the proxy.
-		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := c.Read(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	open := func(path, session string) *websocket.Conn { return e.openWS(t, ctx, path, session) }
 	a1 := open("/user/alice/api/kernels/1/ws", "s-alice")
 	a2 := open("/user/alice/api/kernels/2/ws", "s-alice")
 	b := open("/user/bob/api/kernels/1/ws", "s-bob")
@@ -956,4 +942,22 @@ func TestUpstreamErrorStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openWS opens a websocket through the proxy as session and makes one round
+// trip, so the connection is surely through the proxy (and registered).
+func (e *env) openWS(t *testing.T, ctx context.Context, path, session string) *websocket.Conn {
+	t.Helper()
+	c, _, err := e.dialWS(ctx, path, session)
+	if err != nil {
+		t.Fatalf("dial %s as %s: %v", path, session, err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
