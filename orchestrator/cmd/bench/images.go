@@ -70,7 +70,7 @@ func (e *env) suiteImages(ctx context.Context) ([]table, error) {
 			if err := e.stopServers(ctx, []string{u}); err != nil {
 				return nil, err
 			}
-			d, err = e.bareSpawn(ctx, fmt.Sprintf("imbare%s%02d", im.short, i), im.image)
+			d, err = e.bareSpawn(ctx, fmt.Sprintf("imbare%s%02d", im.short, i), im.image, floorInterval)
 			if err != nil {
 				return nil, fmt.Errorf("%s baseline: %w", im.label, err)
 			}
@@ -90,7 +90,7 @@ func (e *env) suiteImages(ctx context.Context) ([]table, error) {
 		t.Notes = append(t.Notes, fmt.Sprintf("%s (%s): swarmhub %s s; bare %s s.", im.label, im.image, joinSecs(orch), joinSecs(bare)))
 	}
 	t.Notes = append(t.Notes,
-		"Time to ready: swarmhub from POST /hub/api/users/NAME/server (the admin choosing the image) to the progress stream's ready; bare: the spawner's service spec created straight through the Docker API, then the task IP polled at the spawner's interval until the readiness URL answers (/api/status with the token; /api for jupyterhub-singleuser, as the spawner does). Each start is a new user; each server is removed before the next start.",
+		"Time to ready: swarmhub from POST /hub/api/users/NAME/server (the admin choosing the image) to the progress stream's ready; bare: the spawner's service spec created straight through the Docker API, then task state and readiness URL polled every 10 ms (the floor) until it answers (/api/status with the token; /api for jupyterhub-singleuser, as the spawner does). Each start is a new user; each server is removed before the next start.",
 		"Kernel: one kernel on the last swarmhub-started server, execute_request 1+1 → reply and idle, one websocket per side, sequential, in four alternating blocks after 10 warm-up round trips. Direct to the task IP with the server token, or for jupyterhub-singleuser with the cookie the server set at the end of the OAuth round trip (GET /user/NAME/tree → /hub/api/oauth2/authorize → /user/NAME/oauth_callback); through the proxy with the session cookies and the hub's Origin, as a browser.")
 	return []table{t}, nil
 }

@@ -14,12 +14,21 @@ import (
 )
 
 // follow polls the service's task until the server is ready, fails or the
-// start timeout passes, and records the outcome.
+// start timeout passes, and records the outcome. The server itself is
+// probed by a readyWatch from the moment the task has an address.
 func (m *Manager) follow(ctx context.Context, rec store.Server) {
 	bg := context.WithoutCancel(ctx)
 	user := rec.User
 	var lastState swarm.TaskState
 	var lastDetail, probeErr string
+	var watch *readyWatch
+	var watchAddr string
+	defer func() {
+		if watch != nil {
+			watch.cancel()
+		}
+	}()
+	var ready <-chan string
 	tick := time.NewTicker(m.o.ProbeInterval)
 	defer tick.Stop()
 	for {
@@ -46,25 +55,33 @@ func (m *Manager) follow(ctx context.Context, rec store.Server) {
 				lastState, lastDetail = state, detail
 				m.progress(bg, user, taskProgress(task))
 			}
-			if state == swarm.TaskStateRunning {
-				addr := taskAddr(task, m.o.Spec.Network, m.port())
-				if addr == "" {
-					probeErr = "task has no address on network " + m.o.Spec.Network + " yet"
-					break
+			addr := taskAddr(task, m.o.Spec.Network, m.port())
+			switch {
+			case addr == "" && state == swarm.TaskStateRunning:
+				probeErr = "task has no address on network " + m.o.Spec.Network + " yet"
+			case addr != "" && addr != watchAddr:
+				if watch != nil {
+					watch.cancel()
 				}
-				perr := m.probe.Probe(ctx, addr, user, proxyToken(rec))
-				if perr == nil {
-					m.ready(bg, rec, addr)
-					return
-				}
-				probeErr = perr.Error()
+				watch, watchAddr = m.watchReady(ctx, addr, user, proxyToken(rec), taskStarted(state)), addr
+				ready = watch.ready
+			case watch != nil && taskStarted(state):
+				watch.early.Store(false)
 			}
 		}
 		select {
+		case addr := <-ready:
+			m.ready(bg, rec, addr)
+			return
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), errStopped) {
 				m.stoppedWhileStarting(bg, rec)
 				return
+			}
+			if watch != nil {
+				if e := watch.err(); e != "" {
+					probeErr = e
+				}
 			}
 			msg := fmt.Sprintf("the server did not become ready within %s", m.o.StartTimeout)
 			if lastState != "" {

@@ -137,6 +137,7 @@ type Manager struct {
 	probe Prober
 
 	tasks *taskBatcher // task lookups of spawns in flight, one Docker call per round
+	pace  *probePace   // spacing of the readiness probes of spawns in flight
 
 	mu      sync.RWMutex
 	targets map[string]target // user -> where the running server is
@@ -183,6 +184,7 @@ func NewManager(d Docker, st Store, o ManagerOptions, log *slog.Logger) *Manager
 	return &Manager{
 		d: d, st: st, o: o, log: log.With("component", "spawner"), probe: p,
 		tasks:   newTaskBatcher(d, min(defaultGather, o.ProbeInterval/5)),
+		pace:    newProbePace(o.ProbeInterval),
 		targets: map[string]target{},
 		spawns:  map[string]*spawn{},
 		kick:    make(chan struct{}, 1),

@@ -75,6 +75,20 @@ func (c *Client) CreateAttempts() int {
 	return n
 }
 
+// Calls counts the calls whose record is name (e.g. "TaskList", or
+// "ServiceRemove ID").
+func (c *Client) Calls(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, call := range c.calls {
+		if call == name {
+			n++
+		}
+	}
+	return n
+}
+
 // Creates counts the services ServiceCreate created.
 func (c *Client) Creates() int {
 	c.mu.Lock()

@@ -1,0 +1,63 @@
+package spawner_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport/fakedocker"
+)
+
+// TestReadyBetweenTaskPolls: once the task has an address, the server is
+// probed on its own clock, so a start ends when the server answers and not
+// at the next task poll. The poll interval here is an hour: the start can
+// only end through the prober. Probes sent before Docker reports the task
+// starting carry a short deadline (its address may not answer at all yet).
+func TestReadyBetweenTaskPolls(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	probes, early := 0, 0
+	h := newHarness(t, func(o *spawner.ManagerOptions) {
+		o.ProbeInterval = time.Hour
+		o.Prober = proberFunc(func(ctx context.Context, addr, _, _ string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			probes++
+			if _, ok := ctx.Deadline(); ok {
+				early++
+			}
+			if addr != fakedocker.DefaultIP+":8888" {
+				return errors.New("probed " + addr)
+			}
+			if probes < 4 {
+				return errors.New("connect: connection refused")
+			}
+			return nil
+		})
+	})
+	h.d.SetTasks(func(s swarm.Service) []swarm.Task {
+		return []swarm.Task{fakedocker.Task(s, fakedocker.WithState(swarm.TaskStatePreparing),
+			fakedocker.WithAddress(baseOptions().Network, fakedocker.DefaultIP))}
+	})
+	if _, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(t)
+	if rec := h.st.server("alice"); rec.State != store.StateRunning {
+		t.Fatalf("state = %q (%s), want running", rec.State, rec.Error)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if probes != 4 || early != 4 {
+		t.Errorf("probes = %d (%d with a deadline), want 4 (4)", probes, early)
+	}
+	if n := h.d.Calls("TaskList"); n != 1 {
+		t.Errorf("TaskList calls = %d, want 1", n)
+	}
+}
