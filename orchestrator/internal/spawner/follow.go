@@ -94,6 +94,11 @@ func (m *Manager) follow(ctx context.Context, rec store.Server) {
 				}
 				msg += ")"
 			}
+			if lastState == swarm.TaskStateNew {
+				// Docker says nothing when it cannot allocate a task; the
+				// usual cause is a users network without a free address.
+				msg += " — Docker never allocated the task: the users network may have no free address left (Docker's default /24 holds 253 servers; stack/users-subnet.yml gives it more); ask an admin"
+			}
 			m.fail(bg, rec, msg+spawnfail.Hint(lastDetail+" "+probeErr))
 			m.removeService(bg, rec.ServiceID)
 			return

@@ -3,6 +3,7 @@ package spawner_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/spawnfail"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/testsupport/fakedocker"
 )
@@ -59,5 +61,26 @@ func TestReadyBetweenTaskPolls(t *testing.T) {
 	}
 	if n := h.d.Calls("TaskList"); n != 1 {
 		t.Errorf("TaskList calls = %d, want 1", n)
+	}
+}
+
+// TestTaskNeverAllocatedSaysWhy: Docker leaves a task "new" without a word
+// when the users network has no free address; the failure names that cause.
+func TestTaskNeverAllocatedSaysWhy(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(o *spawner.ManagerOptions) { o.StartTimeout = 100 * time.Millisecond })
+	h.d.SetTasks(func(s swarm.Service) []swarm.Task {
+		return []swarm.Task{fakedocker.Task(s, fakedocker.WithState(swarm.TaskStateNew))}
+	})
+	if _, err := h.m.Start(context.Background(), "alice", spawner.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(t)
+	rec := h.st.server("alice")
+	if rec.State != store.StateFailed || !strings.Contains(rec.Error, "no free address") {
+		t.Fatalf("record = %q %q, want failed naming the users network", rec.State, rec.Error)
+	}
+	if c := spawnfail.Classify(rec.Error); c != spawnfail.Resources {
+		t.Errorf("class = %s, want %s", c, spawnfail.Resources)
 	}
 }

@@ -39,7 +39,7 @@ var rules = []struct {
 	{Image, []string{"no such image", "pull access denied", "manifest unknown", "image not found", "repository does not exist", "invalid reference format"}},
 	{Mount, []string{"mount", "no such device", "nfs", "volume", "permission denied"}},
 	{OOM, []string{"oom", "out of memory", "exit code 137", "exit status 137", "exit (137)"}},
-	{Resources, []string{"insufficient resources", "no suitable node"}},
+	{Resources, []string{"insufficient resources", "no suitable node", "no free address"}},
 	{Timeout, []string{"did not become ready", "timeout", "timed out", "deadline"}},
 	{Stopped, []string{"stopped while starting", "removed while"}},
 	{Docker, []string{"create service", "docker", "daemon", "rpc error"}},
