@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -91,7 +92,11 @@ func (s Server) do(ctx context.Context, method, path string, body []byte) (int, 
 
 // Dial opens the websocket at url (see ChannelsURL) with header, which
 // carries the credentials (Authorization, or Cookie and Origin as a browser
-// sends them). The read limit fits large outputs.
+// sends them), and waits until the kernel answers a kernel_info_request, as
+// JupyterLab does before it sends a cell: a request sent the moment the
+// websocket opens can be lost while the server still connects its ZMQ
+// channels to a kernel that has just started. The read limit fits large
+// outputs.
 func Dial(ctx context.Context, url string, header http.Header) (*websocket.Conn, error) {
 	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header})
 	if err != nil {
@@ -101,7 +106,80 @@ func Dial(ctx context.Context, url string, header http.Header) (*websocket.Conn,
 		return nil, fmt.Errorf("kernel websocket: %w", err)
 	}
 	conn.SetReadLimit(1 << 22)
+	if err := handshake(ctx, conn); err != nil {
+		conn.CloseNow()
+		return nil, err
+	}
 	return conn, nil
+}
+
+// handshakeResend is how long handshake waits for a kernel_info_reply
+// before it asks again.
+const handshakeResend = 2 * time.Second
+
+// handshake sends kernel_info_request, again every handshakeResend, until
+// a reply names one of them. (The resends come from a goroutine: a Read
+// whose context ends closes the websocket.)
+func handshake(ctx context.Context, conn *websocket.Conn) error {
+	session := randHex(8)
+	var mu sync.Mutex
+	sent := map[string]bool{}
+	send := func(ctx context.Context) error {
+		id := randHex(8)
+		raw, err := json.Marshal(map[string]any{
+			"header": map[string]any{"msg_id": id, "username": "", "session": session, "msg_type": "kernel_info_request",
+				"version": "5.3", "date": time.Now().UTC().Format(time.RFC3339)},
+			"parent_header": map[string]any{}, "metadata": map[string]any{}, "content": map[string]any{},
+			"channel": "shell", "buffers": []any{},
+		})
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		sent[id] = true
+		mu.Unlock()
+		return conn.Write(ctx, websocket.MessageText, raw)
+	}
+	if err := send(ctx); err != nil {
+		return fmt.Errorf("sending kernel_info_request: %w", err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		t := time.NewTicker(handshakeResend)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if send(wctx) != nil {
+					return
+				}
+			}
+		}
+	}()
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("waiting for kernel_info_reply: %w", err)
+		}
+		var m struct {
+			MsgType      string `json:"msg_type"`
+			ParentHeader struct {
+				MsgID string `json:"msg_id"`
+			} `json:"parent_header"`
+		}
+		if json.Unmarshal(data, &m) != nil || m.MsgType != "kernel_info_reply" {
+			continue
+		}
+		mu.Lock()
+		ok := sent[m.ParentHeader.MsgID]
+		mu.Unlock()
+		if ok {
+			return nil
+		}
+	}
 }
 
 // Request is one execution.
