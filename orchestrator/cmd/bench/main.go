@@ -75,6 +75,7 @@ type runOptions struct {
 	Duration      time.Duration // per HTTP load level
 	WSRounds      int           // kernel round trips per side
 	StormUsers    int
+	StormPerNode  int // starts_per_node during the storms
 	JupyterN      int
 	SpawnRuns     int
 	ImageRuns     int
@@ -98,6 +99,7 @@ func parseRunFlags(args []string) (runOptions, error) {
 	fs.DurationVar(&o.Duration, "duration", 4*time.Second, "measuring time per HTTP load level and side")
 	fs.IntVar(&o.WSRounds, "ws-rounds", 200, "kernel execute round trips per side")
 	fs.IntVar(&o.StormUsers, "storm-users", 100, "users in the spawn storm")
+	fs.IntVar(&o.StormPerNode, "storm-starts-per-node", 0, "starts_per_node during the storms: 0 lets every start go at once, like the baseline; -1 is each node's CPU count (the default of a real hub)")
 	fs.IntVar(&o.JupyterN, "jupyter-users", 20, "users in the real Jupyter storm")
 	fs.IntVar(&o.SpawnRuns, "spawn-runs", 5, "sequential Debian notebook starts per side")
 	fs.IntVar(&o.ImageRuns, "image-runs", 3, "sequential starts per side and image in the images suite")

@@ -365,7 +365,7 @@ func (e *env) suiteJupyterStorm(ctx context.Context) ([]table, error) {
 		return nil, err
 	}
 	users := names("js", 1, e.o.JupyterN)
-	o, err := e.orchestratorStorm(ctx, users, img)
+	o, err := e.lineStorm(ctx, users, img)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +377,7 @@ func (e *env) suiteJupyterStorm(ctx context.Context) ([]table, error) {
 		return nil, err
 	}
 	return []table{stormTable(fmt.Sprintf("Real Jupyter storm: %d users start the Debian notebook at once", len(users)), o, b,
-		e.cfg.Notebook.ConcurrentSpawnLimit, "The admin chooses the image on each user's behalf (only admins may); each user follows their own progress stream.")}, nil
+		e.cfg.Notebook.ConcurrentSpawnLimit, "The admin chooses the image on each user's behalf (only admins may); each user follows their own progress stream.", e.perNodeNote())}, nil
 }
 
 // suiteStorm: 100 users start the tiny server at once. Its servers stay
@@ -388,7 +388,7 @@ func (e *env) suiteStorm(ctx context.Context) ([]table, error) {
 		return nil, err
 	}
 	users := names("st", 1, e.o.StormUsers)
-	o, err := e.orchestratorStorm(ctx, users, "")
+	o, err := e.lineStorm(ctx, users, "")
 	if err != nil {
 		return nil, err
 	}
@@ -396,5 +396,31 @@ func (e *env) suiteStorm(ctx context.Context) ([]table, error) {
 		e.logf("storm: %d swarmhub and %d baseline failures", o.Failed, b.Failed)
 	}
 	return []table{stormTable(fmt.Sprintf("Spawn storm: %d users press start at once (%s)", len(users), e.cfg.Notebook.Image), o, b,
-		e.cfg.Notebook.ConcurrentSpawnLimit, "The baseline ran first and was removed before the swarmhub storm.")}, nil
+		e.cfg.Notebook.ConcurrentSpawnLimit, "The baseline ran first and was removed before the swarmhub storm.", e.perNodeNote())}, nil
+}
+
+// lineStorm is orchestratorStorm with the start line's per-node bound set
+// to --storm-starts-per-node for its duration.
+func (e *env) lineStorm(ctx context.Context, users []string, image string) (stormResult, error) {
+	n := e.o.StormPerNode
+	if err := e.setStartsPerNode(ctx, &n); err != nil {
+		return stormResult{}, err
+	}
+	defer func() {
+		if err := e.setStartsPerNode(context.WithoutCancel(ctx), nil); err != nil {
+			e.logf("storm: restore starts_per_node: %v", err)
+		}
+	}()
+	return e.orchestratorStorm(ctx, users, image)
+}
+
+func (e *env) perNodeNote() string {
+	switch n := e.o.StormPerNode; n {
+	case 0:
+		return "The start line's per-node bound was off (starts_per_node 0) during the storm, so swarmhub starts everyone at once like the baseline; the lecture suite shows the bound's trade-off."
+	case -1:
+		return "The start line admitted as many starts per node as the node has CPUs (starts_per_node -1, the default)."
+	default:
+		return fmt.Sprintf("The start line admitted %d starts per node (starts_per_node %d).", n, n)
+	}
 }
