@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The relay runs in its own container on the bench network (scripts/bench
+// starts it) and gives the proxy suite two reference hops to a user server
+// beside the orchestrator: a byte-copying TCP relay (the cost of an extra
+// hop alone) and a plain httputil.ReverseProxy (that plus HTTP parsing and
+// forwarding in Go). The suite names the server to relay to through the
+// control port.
+const (
+	relayTCPPort     = 8101
+	relayHTTPPort    = 8102
+	relayControlPort = 8100
+)
+
+// relayTarget is the server both relays forward to, set by PUT /target.
+type relayTarget struct{ addr atomic.Pointer[string] }
+
+func (t *relayTarget) get() string {
+	if p := t.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (t *relayTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPut || r.URL.Path != "/target" {
+		http.Error(w, "PUT /target with host:port", http.StatusNotFound)
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, 256))
+	addr := strings.TrimSpace(string(b))
+	if _, _, serr := net.SplitHostPort(addr); err != nil || serr != nil {
+		http.Error(w, "want host:port", http.StatusBadRequest)
+		return
+	}
+	t.addr.Store(&addr)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveRelay runs the control port and both relays until ctx ends.
+func serveRelay(ctx context.Context) error {
+	var tgt relayTarget
+	tcpLn, err := net.Listen("tcp", fmt.Sprintf(":%d", relayTCPPort))
+	if err != nil {
+		return err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = tgt.get()
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		// Go's default transport with room for the suite's 64 connections.
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
+	}
+	servers := []*http.Server{
+		{Addr: fmt.Sprintf(":%d", relayControlPort), Handler: &tgt, ReadHeaderTimeout: 5 * time.Second},
+		{Addr: fmt.Sprintf(":%d", relayHTTPPort), Handler: rp, ReadHeaderTimeout: 5 * time.Second},
+	}
+	errc := make(chan error, len(servers)+1)
+	for _, s := range servers {
+		go func() { errc <- s.ListenAndServe() }()
+	}
+	go func() { errc <- relayTCP(ctx, tcpLn, &tgt) }()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	tcpLn.Close()
+	for _, s := range servers {
+		s.Close()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// relayTCP copies bytes between each accepted connection and a new
+// connection to the target, in both directions.
+func relayTCP(ctx context.Context, ln net.Listener, tgt *relayTarget) error {
+	var d net.Dialer
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go func() {
+			defer c.Close()
+			up, err := d.DialContext(ctx, "tcp", tgt.get())
+			if err != nil {
+				slog.Warn("relay dial", "err", err)
+				return
+			}
+			defer up.Close()
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(up, c)
+				_ = up.(*net.TCPConn).CloseWrite()
+			}()
+			_, _ = io.Copy(c, up)
+			_ = c.(*net.TCPConn).CloseWrite()
+			wg.Wait()
+		}()
+	}
+}
+
+// setRelayTarget points the relay at a user server.
+func setRelayTarget(ctx context.Context, relayHost, addr string) error {
+	url := fmt.Sprintf("http://%s/target", net.JoinHostPort(relayHost, fmt.Sprint(relayControlPort)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader(addr))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("relay control: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("relay control: %s", resp.Status)
+	}
+	return nil
+}
