@@ -49,6 +49,7 @@ func (t *relayTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.addr.Store(&addr)
+	slog.Info("relay target", "addr", addr)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -154,7 +154,11 @@ func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, 
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      o.Transport,
-		FlushInterval:  -1, // Jupyter streams (event streams, long polls): pass bytes on as they come
+		// No FlushInterval: ReverseProxy already passes bytes on as they
+		// come for streams (text/event-stream, or no Content-Length, as
+		// Jupyter's streamed answers have). For an answer of known length,
+		// -1 would flush the header on its own from a timer goroutine
+		// before the body: a second write and TCP segment per request.
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
