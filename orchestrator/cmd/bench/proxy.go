@@ -116,15 +116,25 @@ func (e *env) proxyHops(ctx context.Context, targets []proxyTarget) (table, erro
 	if err != nil || len(ips) == 0 {
 		return t, fmt.Errorf("relay %s: %w", e.o.Relay, err)
 	}
-	names := []string{"direct", "TCP relay (bytes copied)", "plain httputil.ReverseProxy", "swarmhub"}
+	relay := func(port int) string { return net.JoinHostPort(ips[0], fmt.Sprint(port)) }
+	names := []string{"direct", "TCP relay (bytes copied)", "plain httputil.ReverseProxy",
+		"plain ReverseProxy, the browser's cookies", "plain ReverseProxy, FlushInterval −1", "swarmhub"}
 	for _, tg := range targets {
 		if err := setRelayTarget(ctx, ips[0], tg.addr); err != nil {
 			return t, err
 		}
+		withCookies := tg.viaReq(relay(relayHTTPPort), "/api/status")
+		cookie := tg.s.cookiesFor("/user/" + tg.user + "/")
 		sides := []func(context.Context) *http.Request{
 			tg.directReq("/api/status"),
-			tg.viaReq(net.JoinHostPort(ips[0], fmt.Sprint(relayTCPPort)), "/api/status"),
-			tg.viaReq(net.JoinHostPort(ips[0], fmt.Sprint(relayHTTPPort)), "/api/status"),
+			tg.viaReq(relay(relayTCPPort), "/api/status"),
+			tg.viaReq(relay(relayHTTPPort), "/api/status"),
+			func(ctx context.Context) *http.Request {
+				r := withCookies(ctx)
+				r.Header.Set("Cookie", cookie)
+				return r
+			},
+			tg.viaReq(relay(relayHTTPFlushPort), "/api/status"),
 			tg.proxiedReq("/api/status"),
 		}
 		for _, mk := range sides {
@@ -140,7 +150,7 @@ func (e *env) proxyHops(ctx context.Context, targets []proxyTarget) (table, erro
 			}
 		}
 	}
-	t.Notes = append(t.Notes, fmt.Sprintf("One keep-alive connection per side, %s per side in four rotating blocks after a 0.3 s warm-up. The relays run in their own container (`bench relay`) on the same overlay network as the orchestrator: the TCP relay copies bytes (the cost of a second hop alone), the plain ReverseProxy parses and forwards HTTP with Go's default transport (the floor of any Go HTTP proxy). Relay requests carry the server token like direct ones.", e.o.Duration))
+	t.Notes = append(t.Notes, fmt.Sprintf("One keep-alive connection per side, %s per side in four rotating blocks after a 0.3 s warm-up. The relays run in their own container (`bench relay`) on the same overlay network as the orchestrator: the TCP relay copies bytes (the cost of a second hop alone), the plain ReverseProxy parses and forwards HTTP with Go's default transport (the floor of any Go HTTP proxy). Relay requests carry the server token like direct ones; \"the browser's cookies\" adds the Cookie header the swarmhub side sends (Jupyter's own cookies among them), \"FlushInterval −1\" flushes each answer's header on its own (swarmhub's proxy before issue 15).", e.o.Duration))
 	return t, nil
 }
 

@@ -19,12 +19,15 @@ import (
 // starts it) and gives the proxy suite two reference hops to a user server
 // beside the orchestrator: a byte-copying TCP relay (the cost of an extra
 // hop alone) and a plain httputil.ReverseProxy (that plus HTTP parsing and
-// forwarding in Go). The suite names the server to relay to through the
-// control port.
+// forwarding in Go), the latter also with FlushInterval -1 (which flushes
+// every answer's header on its own, as the orchestrator's proxy did before
+// issue 15). The suite names the server to relay to through the control
+// port.
 const (
-	relayTCPPort     = 8101
-	relayHTTPPort    = 8102
-	relayControlPort = 8100
+	relayControlPort   = 8100
+	relayTCPPort       = 8101
+	relayHTTPPort      = 8102
+	relayHTTPFlushPort = 8103
 )
 
 // relayTarget is the server both relays forward to, set by PUT /target.
@@ -60,19 +63,23 @@ func serveRelay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = tgt.get()
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-		},
-		// Go's default transport with room for the suite's 64 connections.
-		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
+	newRP := func(flush time.Duration) *httputil.ReverseProxy {
+		return &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme = "http"
+				pr.Out.URL.Host = tgt.get()
+				pr.Out.Host = pr.In.Host
+				pr.SetXForwarded()
+			},
+			// Go's default transport with room for the suite's 64 connections.
+			Transport:     &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
+			FlushInterval: flush,
+		}
 	}
 	servers := []*http.Server{
 		{Addr: fmt.Sprintf(":%d", relayControlPort), Handler: &tgt, ReadHeaderTimeout: 5 * time.Second},
-		{Addr: fmt.Sprintf(":%d", relayHTTPPort), Handler: rp, ReadHeaderTimeout: 5 * time.Second},
+		{Addr: fmt.Sprintf(":%d", relayHTTPPort), Handler: newRP(0), ReadHeaderTimeout: 5 * time.Second},
+		{Addr: fmt.Sprintf(":%d", relayHTTPFlushPort), Handler: newRP(-1), ReadHeaderTimeout: 5 * time.Second},
 	}
 	errc := make(chan error, len(servers)+1)
 	for _, s := range servers {
