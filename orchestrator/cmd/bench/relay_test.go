@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// The control port sets the target; the TCP relay then carries whole HTTP
+// exchanges to it, keep-alive included.
+func TestRelayTCPCarriesRequestsToTheTarget(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello "+r.URL.Path)
+	}))
+	defer up.Close()
+
+	var tgt relayTarget
+	ctl := httptest.NewServer(&tgt)
+	defer ctl.Close()
+	for _, c := range []struct {
+		body string
+		want int
+	}{{"no port", http.StatusBadRequest}, {up.Listener.Addr().String(), http.StatusNoContent}} {
+		req, _ := http.NewRequest(http.MethodPut, ctl.URL+"/target", strings.NewReader(c.body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != c.want {
+			t.Fatalf("PUT /target %q: status %d, want %d", c.body, res.StatusCode, c.want)
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- relayTCP(ctx, ln, &tgt) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	for _, path := range []string{"/a", "/b"} {
+		res, err := client.Get("http://" + ln.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != "hello "+path {
+			t.Fatalf("GET %s through the relay: %q", path, b)
+		}
+	}
+	client.CloseIdleConnections()
+	cancel()
+	ln.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("relay ended with %v after its listener closed", err)
+	}
+}
