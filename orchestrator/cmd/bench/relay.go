@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -21,13 +22,16 @@ import (
 // hop alone) and a plain httputil.ReverseProxy (that plus HTTP parsing and
 // forwarding in Go), the latter also with FlushInterval -1 (which flushes
 // every answer's header on its own, as the orchestrator's proxy did before
-// issue 15). The suite names the server to relay to through the control
-// port.
+// issue 15), and a lean HTTP/1.1 forwarder that parses each request and
+// answer on the connection's own goroutine (net/http's parsing without its
+// server's and transport's goroutines). The suite names the server to
+// relay to through the control port.
 const (
 	relayControlPort   = 8100
 	relayTCPPort       = 8101
 	relayHTTPPort      = 8102
 	relayHTTPFlushPort = 8103
+	relayLeanPort      = 8104
 )
 
 // relayTarget is the server both relays forward to, set by PUT /target.
@@ -63,6 +67,10 @@ func serveRelay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	leanLn, err := net.Listen("tcp", fmt.Sprintf(":%d", relayLeanPort))
+	if err != nil {
+		return err
+	}
 	newRP := func(flush time.Duration) *httputil.ReverseProxy {
 		return &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -86,11 +94,13 @@ func serveRelay(ctx context.Context) error {
 		go func() { errc <- s.ListenAndServe() }()
 	}
 	go func() { errc <- relayTCP(ctx, tcpLn, &tgt) }()
+	go func() { errc <- relayLean(ctx, leanLn, &tgt) }()
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	tcpLn.Close()
+	leanLn.Close()
 	for _, s := range servers {
 		s.Close()
 	}
@@ -130,6 +140,53 @@ func relayTCP(ctx context.Context, ln net.Listener, tgt *relayTarget) error {
 			_, _ = io.Copy(c, up)
 			_ = c.(*net.TCPConn).CloseWrite()
 			wg.Wait()
+		}()
+	}
+}
+
+// relayLean forwards HTTP/1.1 exchanges one at a time: each request is
+// read, written to a connection to the target kept for this client, and
+// its answer read and written back, all on the client connection's
+// goroutine. A measuring instrument, not a proxy: no hop-by-hop header
+// handling, no upgrades, no request bodies streamed beside the answer.
+func relayLean(ctx context.Context, ln net.Listener, tgt *relayTarget) error {
+	var d net.Dialer
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go func() {
+			defer c.Close()
+			up, err := d.DialContext(ctx, "tcp", tgt.get())
+			if err != nil {
+				slog.Warn("relay dial", "err", err)
+				return
+			}
+			defer up.Close()
+			cr, cw := bufio.NewReader(c), bufio.NewWriter(c)
+			ur, uw := bufio.NewReader(up), bufio.NewWriter(up)
+			for {
+				req, err := http.ReadRequest(cr)
+				if err != nil {
+					return
+				}
+				if err := req.Write(uw); err != nil || uw.Flush() != nil {
+					return
+				}
+				res, err := http.ReadResponse(ur, req)
+				if err != nil {
+					return
+				}
+				err = res.Write(cw)
+				res.Body.Close()
+				if err != nil || cw.Flush() != nil {
+					return
+				}
+			}
 		}()
 	}
 }

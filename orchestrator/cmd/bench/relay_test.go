@@ -10,9 +10,9 @@ import (
 	"testing"
 )
 
-// The control port sets the target; the TCP relay then carries whole HTTP
-// exchanges to it, keep-alive included.
-func TestRelayTCPCarriesRequestsToTheTarget(t *testing.T) {
+// The control port sets the target; the TCP relay and the lean forwarder
+// then carry whole HTTP exchanges to it, keep-alive included.
+func TestRelaysCarryRequestsToTheTarget(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello "+r.URL.Path)
 	}))
@@ -36,29 +36,31 @@ func TestRelayTCPCarriesRequestsToTheTarget(t *testing.T) {
 		}
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- relayTCP(ctx, ln, &tgt) }()
-	client := &http.Client{Transport: &http.Transport{}}
-	for _, path := range []string{"/a", "/b"} {
-		res, err := client.Get("http://" + ln.Addr().String() + path)
+	for name, relay := range map[string]func(context.Context, net.Listener, *relayTarget) error{"tcp": relayTCP, "lean": relayLean} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if string(b) != "hello "+path {
-			t.Fatalf("GET %s through the relay: %q", path, b)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- relay(ctx, ln, &tgt) }()
+		client := &http.Client{Transport: &http.Transport{}}
+		for _, path := range []string{"/a", "/b"} {
+			res, err := client.Get("http://" + ln.Addr().String() + path)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if string(b) != "hello "+path {
+				t.Fatalf("%s: GET %s through the relay: %q", name, path, b)
+			}
 		}
-	}
-	client.CloseIdleConnections()
-	cancel()
-	ln.Close()
-	if err := <-done; err != nil {
-		t.Fatalf("relay ended with %v after its listener closed", err)
+		client.CloseIdleConnections()
+		cancel()
+		ln.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("%s relay ended with %v after its listener closed", name, err)
+		}
 	}
 }
