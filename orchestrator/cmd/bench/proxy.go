@@ -119,6 +119,7 @@ func (e *env) proxyHops(ctx context.Context, targets []proxyTarget) (table, erro
 	relay := func(port int) string { return net.JoinHostPort(ips[0], fmt.Sprint(port)) }
 	names := []string{"direct", "TCP relay (bytes copied)", "plain httputil.ReverseProxy",
 		"plain ReverseProxy, the browser's cookies", "plain ReverseProxy, FlushInterval −1",
+		"plain ReverseProxy, transport on the handler's goroutine",
 		"lean HTTP/1.1 forwarder (one goroutine per connection)", "swarmhub"}
 	for _, tg := range targets {
 		if err := setRelayTarget(ctx, ips[0], tg.addr); err != nil {
@@ -136,6 +137,7 @@ func (e *env) proxyHops(ctx context.Context, targets []proxyTarget) (table, erro
 				return r
 			},
 			tg.viaReq(relay(relayHTTPFlushPort), "/api/status"),
+			tg.viaReq(relay(relayHTTPSyncPort), "/api/status"),
 			tg.viaReq(relay(relayLeanPort), "/api/status"),
 			tg.proxiedReq("/api/status"),
 		}
@@ -152,7 +154,7 @@ func (e *env) proxyHops(ctx context.Context, targets []proxyTarget) (table, erro
 			}
 		}
 	}
-	t.Notes = append(t.Notes, fmt.Sprintf("One keep-alive connection per side, %s per side in four rotating blocks after a 0.3 s warm-up. The relays run in their own container (`bench relay`) on the same overlay network as the orchestrator: the TCP relay copies bytes (the cost of a second hop alone), the plain ReverseProxy parses and forwards HTTP with Go's default transport (the floor of any Go HTTP proxy). Relay requests carry the server token like direct ones; \"the browser's cookies\" adds the Cookie header the swarmhub side sends (Jupyter's own cookies among them), \"FlushInterval −1\" flushes each answer's header on its own (swarmhub's proxy before issue 15); the lean forwarder reads each request and answer with net/http's parsers on the connection's own goroutine (no server or transport goroutines).", e.o.Duration))
+	t.Notes = append(t.Notes, fmt.Sprintf("One keep-alive connection per side, %s per side in four rotating blocks after a 0.3 s warm-up. The relays run in their own container (`bench relay`) on the same overlay network as the orchestrator: the TCP relay copies bytes (the cost of a second hop alone), the plain ReverseProxy parses and forwards HTTP with Go's default transport (the floor of any Go HTTP proxy). Relay requests carry the server token like direct ones; \"the browser's cookies\" adds the Cookie header the swarmhub side sends (Jupyter's own cookies among them), \"FlushInterval −1\" flushes each answer's header on its own (swarmhub's proxy before issue 15); \"transport on the handler's goroutine\" replaces http.Transport's per-connection read and write goroutines; the lean forwarder reads each request and answer with net/http's parsers on the connection's own goroutine (no server or transport goroutines).", e.o.Duration))
 	return t, nil
 }
 

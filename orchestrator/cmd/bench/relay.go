@@ -22,7 +22,8 @@ import (
 // hop alone) and a plain httputil.ReverseProxy (that plus HTTP parsing and
 // forwarding in Go), the latter also with FlushInterval -1 (which flushes
 // every answer's header on its own, as the orchestrator's proxy did before
-// issue 15), and a lean HTTP/1.1 forwarder that parses each request and
+// issue 15) and with a transport that runs each exchange on the handler's
+// goroutine, and a lean HTTP/1.1 forwarder that parses each request and
 // answer on the connection's own goroutine (net/http's parsing without its
 // server's and transport's goroutines). The suite names the server to
 // relay to through the control port.
@@ -32,6 +33,7 @@ const (
 	relayHTTPPort      = 8102
 	relayHTTPFlushPort = 8103
 	relayLeanPort      = 8104
+	relayHTTPSyncPort  = 8105
 )
 
 // relayTarget is the server both relays forward to, set by PUT /target.
@@ -71,7 +73,7 @@ func serveRelay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	newRP := func(flush time.Duration) *httputil.ReverseProxy {
+	newRP := func(flush time.Duration, tr http.RoundTripper) *httputil.ReverseProxy {
 		return &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.Out.URL.Scheme = "http"
@@ -79,15 +81,15 @@ func serveRelay(ctx context.Context) error {
 				pr.Out.Host = pr.In.Host
 				pr.SetXForwarded()
 			},
-			// Go's default transport with room for the suite's 64 connections.
-			Transport:     &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
+			Transport:     tr,
 			FlushInterval: flush,
 		}
 	}
 	servers := []*http.Server{
 		{Addr: fmt.Sprintf(":%d", relayControlPort), Handler: &tgt, ReadHeaderTimeout: 5 * time.Second},
-		{Addr: fmt.Sprintf(":%d", relayHTTPPort), Handler: newRP(0), ReadHeaderTimeout: 5 * time.Second},
-		{Addr: fmt.Sprintf(":%d", relayHTTPFlushPort), Handler: newRP(-1), ReadHeaderTimeout: 5 * time.Second},
+		{Addr: fmt.Sprintf(":%d", relayHTTPPort), Handler: newRP(0, goTransport()), ReadHeaderTimeout: 5 * time.Second},
+		{Addr: fmt.Sprintf(":%d", relayHTTPFlushPort), Handler: newRP(-1, goTransport()), ReadHeaderTimeout: 5 * time.Second},
+		{Addr: fmt.Sprintf(":%d", relayHTTPSyncPort), Handler: newRP(0, &syncTransport{}), ReadHeaderTimeout: 5 * time.Second},
 	}
 	errc := make(chan error, len(servers)+1)
 	for _, s := range servers {
@@ -108,6 +110,87 @@ func serveRelay(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// goTransport is Go's default transport with room for the suite's 64
+// connections.
+func goTransport() *http.Transport {
+	return &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+}
+
+// syncTransport writes each request and reads its answer on the caller's
+// goroutine, over kept connections, where http.Transport hands both to
+// per-connection goroutines. A measuring instrument for bodiless requests
+// (the suite's GETs): no upgrades, no retries, no proxy settings.
+type syncTransport struct {
+	mu   sync.Mutex
+	idle []*syncConn
+	d    net.Dialer
+}
+
+type syncConn struct {
+	net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func (t *syncTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.mu.Lock()
+	var c *syncConn
+	if n := len(t.idle); n > 0 {
+		c, t.idle = t.idle[n-1], t.idle[:n-1]
+	}
+	t.mu.Unlock()
+	if c == nil {
+		nc, err := t.d.DialContext(req.Context(), "tcp", req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		c = &syncConn{Conn: nc, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc)}
+	}
+	if err := req.Write(c.bw); err != nil || c.bw.Flush() != nil {
+		c.Close()
+		return nil, fmt.Errorf("sync transport: write: %w", err)
+	}
+	res, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	res.Body = &syncBody{ReadCloser: res.Body, c: c, t: t, keep: !res.Close}
+	return res, nil
+}
+
+// syncBody gives its connection back once the answer is read to the end.
+type syncBody struct {
+	io.ReadCloser
+	c    *syncConn
+	t    *syncTransport
+	keep bool
+	done bool
+}
+
+func (b *syncBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		if b.keep {
+			b.t.mu.Lock()
+			b.t.idle = append(b.t.idle, b.c)
+			b.t.mu.Unlock()
+		} else {
+			b.c.Close()
+		}
+	}
+	return n, err
+}
+
+func (b *syncBody) Close() error {
+	if !b.done {
+		b.done = true
+		b.c.Close()
+	}
+	return nil
 }
 
 // relayTCP copies bytes between each accepted connection and a new

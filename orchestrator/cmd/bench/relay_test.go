@@ -6,7 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -62,5 +65,40 @@ func TestRelaysCarryRequestsToTheTarget(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("%s relay ended with %v after its listener closed", name, err)
 		}
+	}
+}
+
+// The synchronous transport carries a ReverseProxy's GETs over one kept
+// connection.
+func TestSyncTransportKeepsItsConnection(t *testing.T) {
+	var conns atomic.Int32
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello "+r.URL.Path)
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	defer up.Close()
+	target, _ := url.Parse(up.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &syncTransport{}
+	front := httptest.NewServer(rp)
+	defer front.Close()
+	for _, path := range []string{"/a", "/b", "/c"} {
+		res, err := front.Client().Get(front.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != "hello "+path {
+			t.Fatalf("GET %s: %q", path, b)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("three requests opened %d upstream connections, want 1", n)
 	}
 }
