@@ -124,29 +124,31 @@ func goTransport() *http.Transport {
 // (the suite's GETs): no upgrades, no retries, no proxy settings.
 type syncTransport struct {
 	mu   sync.Mutex
-	idle []*syncConn
+	idle map[string][]*syncConn // by host:port
 	d    net.Dialer
 }
 
 type syncConn struct {
 	net.Conn
-	br *bufio.Reader
+	addr string
+	br   *bufio.Reader
 	bw *bufio.Writer
 }
 
 func (t *syncTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	addr := req.URL.Host
 	t.mu.Lock()
 	var c *syncConn
-	if n := len(t.idle); n > 0 {
-		c, t.idle = t.idle[n-1], t.idle[:n-1]
+	if idle := t.idle[addr]; len(idle) > 0 {
+		c, t.idle[addr] = idle[len(idle)-1], idle[:len(idle)-1]
 	}
 	t.mu.Unlock()
 	if c == nil {
-		nc, err := t.d.DialContext(req.Context(), "tcp", req.URL.Host)
+		nc, err := t.d.DialContext(req.Context(), "tcp", addr)
 		if err != nil {
 			return nil, err
 		}
-		c = &syncConn{Conn: nc, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc)}
+		c = &syncConn{Conn: nc, addr: addr, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc)}
 	}
 	if err := req.Write(c.bw); err != nil || c.bw.Flush() != nil {
 		c.Close()
@@ -176,7 +178,10 @@ func (b *syncBody) Read(p []byte) (int, error) {
 		b.done = true
 		if b.keep {
 			b.t.mu.Lock()
-			b.t.idle = append(b.t.idle, b.c)
+			if b.t.idle == nil {
+				b.t.idle = map[string][]*syncConn{}
+			}
+			b.t.idle[b.c.addr] = append(b.t.idle[b.c.addr], b.c)
 			b.t.mu.Unlock()
 		} else {
 			b.c.Close()
