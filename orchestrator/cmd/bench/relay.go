@@ -132,7 +132,7 @@ type syncConn struct {
 	net.Conn
 	addr string
 	br   *bufio.Reader
-	bw *bufio.Writer
+	bw   *bufio.Writer
 }
 
 func (t *syncTransport) RoundTrip(req *http.Request) (*http.Response, error) {
