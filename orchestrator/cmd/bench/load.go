@@ -29,6 +29,13 @@ type loadResult struct {
 // (a, b, a, b, ...), each side dur in total, so that a machine that gets
 // busier or quieter during the run moves both sides alike.
 func httpLoadAlternating(ctx context.Context, conns int, dur time.Duration, blocks int, a, b func(context.Context) *http.Request) (ra, rb loadResult) {
+	r := httpLoadRotating(ctx, conns, dur, blocks, a, b)
+	return r[0], r[1]
+}
+
+// httpLoadRotating is httpLoadAlternating for any number of sides: each
+// block runs every side once, in order.
+func httpLoadRotating(ctx context.Context, conns int, dur time.Duration, blocks int, sides ...func(context.Context) *http.Request) []loadResult {
 	if blocks < 1 {
 		blocks = 1
 	}
@@ -41,17 +48,20 @@ func httpLoadAlternating(ctx context.Context, conns int, dur time.Duration, bloc
 		acc.Elapsed += r.Elapsed
 		acc.samples = append(acc.samples, r.samples...)
 	}
+	out := make([]loadResult, len(sides))
 	for i := 0; i < blocks && ctx.Err() == nil; i++ {
-		merge(&ra, httpLoad(ctx, conns, dur/time.Duration(blocks), 0, a))
-		merge(&rb, httpLoad(ctx, conns, dur/time.Duration(blocks), 0, b))
+		for j, mk := range sides {
+			merge(&out[j], httpLoad(ctx, conns, dur/time.Duration(blocks), 0, mk))
+		}
 	}
-	for _, r := range []*loadResult{&ra, &rb} {
+	for i := range out {
+		r := &out[i]
 		if r.Elapsed > 0 {
 			r.RPS = float64(r.Requests) / r.Elapsed.Seconds()
 		}
 		r.Lat = summarize(r.samples)
 	}
-	return ra, rb
+	return out
 }
 
 // httpLoad keeps conns requests in flight (one per connection, each

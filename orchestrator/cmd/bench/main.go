@@ -9,6 +9,7 @@
 //
 //	bench run [flags] [SUITE...]     run suites (default: all) and print Markdown tables
 //	bench dockerproxy --dir DIR      count Docker API calls (see dockerproxy.go)
+//	bench relay                      reference hops for the proxy suite (see relay.go)
 package main
 
 import (
@@ -37,7 +38,7 @@ func main() {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: bench run [flags] [SUITE...] | bench dockerproxy --dir DIR (suites: " + strings.Join(suiteNames(), ", ") + ")")
+		return errors.New("usage: bench run [flags] [SUITE...] | bench dockerproxy --dir DIR | bench relay (suites: " + strings.Join(suiteNames(), ", ") + ")")
 	}
 	switch args[0] {
 	case "run":
@@ -57,11 +58,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return errors.New("dockerproxy: --dir is required")
 		}
 		return serveDockerProxy(ctx, *dir, *upstream)
+	case "relay":
+		return serveRelay(ctx)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
 	default:
-		return fmt.Errorf("unknown subcommand %q (want run or dockerproxy)", args[0])
+		return fmt.Errorf("unknown subcommand %q (want run, dockerproxy or relay)", args[0])
 	}
 }
 
@@ -72,6 +75,7 @@ type runOptions struct {
 	DockerHost    string        // the bench's own Docker endpoint (the counting proxy)
 	RawDockerHost string        // the engine itself, for exec into the Redis container
 	Out           string        // Markdown results file
+	Relay         string        // host of `bench relay` on the bench network; "" = no reference hops
 	Duration      time.Duration // per HTTP load level
 	WSRounds      int           // kernel round trips per side
 	StormUsers    int
@@ -96,6 +100,7 @@ func parseRunFlags(args []string) (runOptions, error) {
 	fs.StringVar(&o.DockerHost, "docker", "unix:///var/run/docker.sock", "Docker API endpoint for the bench's own calls")
 	fs.StringVar(&o.RawDockerHost, "docker-raw", "unix:///var/run/docker.sock", "the engine's own endpoint (exec into Redis; not counted)")
 	fs.StringVar(&o.Out, "out", "", "also write the Markdown results here")
+	fs.StringVar(&o.Relay, "relay", "", "host of `bench relay` on the bench network (the proxy suite's reference hops)")
 	fs.DurationVar(&o.Duration, "duration", 4*time.Second, "measuring time per HTTP load level and side")
 	fs.IntVar(&o.WSRounds, "ws-rounds", 200, "kernel execute round trips per side")
 	fs.IntVar(&o.StormUsers, "storm-users", 100, "users in the spawn storm")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -48,7 +49,12 @@ func (e *env) proxyTargets(ctx context.Context) ([]proxyTarget, error) {
 }
 
 func (t proxyTarget) directReq(path string) func(context.Context) *http.Request {
-	url := "http://" + t.addr + "/user/" + t.user + path
+	return t.viaReq(t.addr, path)
+}
+
+// viaReq is directReq sent to addr (a relay in front of the server).
+func (t proxyTarget) viaReq(addr, path string) func(context.Context) *http.Request {
+	url := "http://" + addr + "/user/" + t.user + path
 	return func(ctx context.Context) *http.Request {
 		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		r.Header.Set("Authorization", "token "+t.token)
@@ -89,7 +95,67 @@ func (e *env) suiteProxy(ctx context.Context) ([]table, error) {
 		}
 	}
 	t.Notes = append(t.Notes, fmt.Sprintf("Closed loop: each connection sends its next request when the previous answer is read; %s per side and level, in four blocks that alternate between the sides, after a 0.3 s warm-up. Direct requests carry the server token; proxied ones only the session cookie (the proxy injects the token). Load generator, orchestrator and servers share this machine's 2 cores, so the ratio is a floor for a proxy on its own node.", e.o.Duration))
-	return []table{t}, nil
+	if e.o.Relay == "" {
+		return []table{t}, nil
+	}
+	hops, err := e.proxyHops(ctx, targets)
+	if err != nil {
+		return nil, err
+	}
+	return []table{t, hops}, nil
+}
+
+// proxyHops decomposes the one-connection cost of the proxy: the same
+// request direct, through a byte-copying TCP relay and a plain
+// httputil.ReverseProxy (both in the relay container, on the same network
+// as the orchestrator), and through swarmhub, in rotating blocks.
+func (e *env) proxyHops(ctx context.Context, targets []proxyTarget) (table, error) {
+	t := table{Title: "Proxy, HTTP at one connection: the extra hop decomposed (GET /user/NAME/api/status)",
+		Head: []string{"server", "path", "req/s", "ratio to direct", "p50", "added p50", "p99", "added p99", "errors"}}
+	ips, err := net.DefaultResolver.LookupHost(ctx, e.o.Relay)
+	if err != nil || len(ips) == 0 {
+		return t, fmt.Errorf("relay %s: %w", e.o.Relay, err)
+	}
+	relay := func(port int) string { return net.JoinHostPort(ips[0], fmt.Sprint(port)) }
+	names := []string{"direct", "TCP relay (bytes copied)", "plain httputil.ReverseProxy",
+		"plain ReverseProxy, the browser's cookies", "plain ReverseProxy, FlushInterval −1",
+		"plain ReverseProxy, transport on the handler's goroutine",
+		"lean HTTP/1.1 forwarder (one goroutine per connection)", "swarmhub"}
+	for _, tg := range targets {
+		if err := setRelayTarget(ctx, ips[0], tg.addr); err != nil {
+			return t, err
+		}
+		withCookies := tg.viaReq(relay(relayHTTPPort), "/api/status")
+		cookie := tg.s.cookiesFor("/user/" + tg.user + "/")
+		sides := []func(context.Context) *http.Request{
+			tg.directReq("/api/status"),
+			tg.viaReq(relay(relayTCPPort), "/api/status"),
+			tg.viaReq(relay(relayHTTPPort), "/api/status"),
+			func(ctx context.Context) *http.Request {
+				r := withCookies(ctx)
+				r.Header.Set("Cookie", cookie)
+				return r
+			},
+			tg.viaReq(relay(relayHTTPFlushPort), "/api/status"),
+			tg.viaReq(relay(relayHTTPSyncPort), "/api/status"),
+			tg.viaReq(relay(relayLeanPort), "/api/status"),
+			tg.proxiedReq("/api/status"),
+		}
+		for _, mk := range sides {
+			httpLoad(ctx, 1, 300*time.Millisecond, 0, mk)
+		}
+		rs := httpLoadRotating(ctx, 1, e.o.Duration, 4, sides...)
+		d := rs[0]
+		for i, r := range rs {
+			t.add(tg.label, names[i], fmt.Sprintf("%.0f", r.RPS), ratio(r.RPS, d.RPS), ms(r.Lat.P50), signed(r.Lat.P50-d.Lat.P50),
+				ms(r.Lat.P99), signed(r.Lat.P99-d.Lat.P99), fmt.Sprint(r.Errors))
+			if r.FirstErr != "" {
+				t.Notes = append(t.Notes, fmt.Sprintf("%s via %s: first error %q", tg.label, names[i], r.FirstErr))
+			}
+		}
+	}
+	t.Notes = append(t.Notes, fmt.Sprintf("One keep-alive connection per side, %s per side in four rotating blocks after a 0.3 s warm-up. The relays run in their own container (`bench relay`) on the same overlay network as the orchestrator: the TCP relay copies bytes (the cost of a second hop alone), the plain ReverseProxy parses and forwards HTTP with Go's default transport (the floor of any Go HTTP proxy). Relay requests carry the server token like direct ones; \"the browser's cookies\" adds the Cookie header the swarmhub side sends (Jupyter's own cookies among them), \"FlushInterval −1\" flushes each answer's header on its own (swarmhub's proxy before issue 15); \"transport on the handler's goroutine\" replaces http.Transport's per-connection read and write goroutines; the lean forwarder reads each request and answer with net/http's parsers on the connection's own goroutine (no server or transport goroutines).", e.o.Duration))
+	return t, nil
 }
 
 // suiteWS: websocket round trips directly and through the hub.

@@ -19,7 +19,8 @@ import (
 // proxy and upstream share the machine's cores here, so the ratio is far
 // below what a proxy in front of a real (Python) Jupyter server shows.
 // "proxied-post" is a same-origin POST, which passes the Origin check; the
-// proxy runs with the default per-user caps.
+// proxy runs with the default per-user caps. The "one-conn" variants send
+// one request at a time over one keep-alive connection.
 func BenchmarkProxyHTTP(b *testing.B) {
 	body := []byte(`{"started":"2025-01-06T09:00:00Z","last_activity":"2025-01-06T09:01:00Z","connections":1,"kernels":1}`)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -38,17 +39,19 @@ func BenchmarkProxyHTTP(b *testing.B) {
 	bare := httptest.NewServer(bareRP)
 	defer bare.Close()
 
-	run := func(b *testing.B, method, base string) {
+	// one sends requests one after another on one keep-alive connection
+	// (the latency a single browser tab sees); otherwise in parallel.
+	run := func(b *testing.B, method, base string, one bool) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr}
 		target := base + "/user/alice/api/status"
 		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
+		loop := func(next func() bool) {
 			req, _ := http.NewRequest(method, target, nil)
 			req.Header.Set("Cookie", "_xsrf=2|abcdef; "+accessCookie+"=s-alice")
 			req.Header.Set("Origin", base)
-			for pb.Next() {
+			for next() {
 				resp, err := client.Do(req)
 				if err != nil {
 					b.Error(err)
@@ -61,10 +64,21 @@ func BenchmarkProxyHTTP(b *testing.B) {
 					return
 				}
 			}
-		})
+		}
+		if one {
+			loop(b.Loop)
+			return
+		}
+		b.RunParallel(func(pb *testing.PB) { loop(pb.Next) })
 	}
-	b.Run("direct", func(b *testing.B) { run(b, http.MethodGet, up.URL) })
-	b.Run("bare", func(b *testing.B) { run(b, http.MethodGet, bare.URL) })
-	b.Run("proxied", func(b *testing.B) { run(b, http.MethodGet, front.URL) })
-	b.Run("proxied-post", func(b *testing.B) { run(b, http.MethodPost, front.URL) })
+	for _, one := range []bool{false, true} {
+		pre := ""
+		if one {
+			pre = "one-conn/"
+		}
+		b.Run(pre+"direct", func(b *testing.B) { run(b, http.MethodGet, up.URL, one) })
+		b.Run(pre+"bare", func(b *testing.B) { run(b, http.MethodGet, bare.URL, one) })
+		b.Run(pre+"proxied", func(b *testing.B) { run(b, http.MethodGet, front.URL, one) })
+		b.Run(pre+"proxied-post", func(b *testing.B) { run(b, http.MethodPost, front.URL, one) })
+	}
 }

@@ -151,10 +151,14 @@ func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, 
 	p := &Proxy{id: id, res: res, act: act, acc: acc, o: o, log: o.Logger, now: o.Clock}
 	p.origins = newOriginPolicy(o.PublicURL, o.AllowedOrigins)
 	p.limits.maxWS, p.limits.maxReq = int32(o.MaxWebsockets), int32(o.MaxRequests)
+	// No FlushInterval: ReverseProxy passes bytes on as they come for
+	// streams anyway (text/event-stream, or no Content-Length, as Jupyter's
+	// streamed answers have). For an answer of known length, -1 would flush
+	// the header on its own from a timer goroutine before the body: a
+	// second write and TCP segment per request.
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      o.Transport,
-		FlushInterval:  -1, // Jupyter streams (event streams, long polls): pass bytes on as they come
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
