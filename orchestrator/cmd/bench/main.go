@@ -83,6 +83,10 @@ type runOptions struct {
 	HotRequests   int
 	LectureUsers  int
 	LectureSpread time.Duration
+	CourseUsers   int
+	CourseSpread  time.Duration
+	Stats         string // docker stats samples written by scripts/bench-course
+	Password      string // every user's password, instead of the dummy authenticator's
 	Suites        []string
 	Note          string // printed above the tables (machine, load)
 }
@@ -106,6 +110,10 @@ func parseRunFlags(args []string) (runOptions, error) {
 	fs.IntVar(&o.HotRequests, "hot-requests", 5000, "proxied requests in the hot-path suite")
 	fs.IntVar(&o.LectureUsers, "lecture-users", 30, "students in the lecture suite")
 	fs.DurationVar(&o.LectureSpread, "lecture-spread", 10*time.Second, "the lecture suite's students log in within this time")
+	fs.IntVar(&o.CourseUsers, "course-users", 200, "students in the course suite")
+	fs.DurationVar(&o.CourseSpread, "course-spread", time.Minute, "the course suite's students arrive within this time")
+	fs.StringVar(&o.Stats, "stats", "", "the course suite's CPU and memory samples (lines: UNIX-SECONDS NODE CONTAINER CPU% MEMORY)")
+	fs.StringVar(&o.Password, "password", "", "every user's password (default: the dummy authenticator's from the configuration)")
 	fs.StringVar(&o.Note, "note", "", "a line printed above the results (machine, load)")
 	// Flags and suite names may come in any order.
 	rest := args
