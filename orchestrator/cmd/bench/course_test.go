@@ -98,3 +98,12 @@ func TestCourseRunsOnlyWhenNamed(t *testing.T) {
 		}
 	}
 }
+
+func TestStudentsLDIF(t *testing.T) {
+	got := studentsLDIF([]string{"course001", "courseadmin"}, "pw")
+	want := "dn: uid=course001,ou=people,dc=example,dc=edu\nobjectClass: inetOrgPerson\nuid: course001\ncn: Student course001\nsn: course001\nuserPassword: pw\n\n" +
+		"dn: uid=courseadmin,ou=people,dc=example,dc=edu\nobjectClass: inetOrgPerson\nuid: courseadmin\ncn: Student courseadmin\nsn: courseadmin\nuserPassword: pw\n\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

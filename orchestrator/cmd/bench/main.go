@@ -9,6 +9,7 @@
 //
 //	bench run [flags] [SUITE...]     run suites (default: all) and print Markdown tables
 //	bench dockerproxy --dir DIR      count Docker API calls (see dockerproxy.go)
+//	bench slapd [flags]              the LDAP test fixture with the course's students (on the host; see slapd.go)
 package main
 
 import (
@@ -57,11 +58,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return errors.New("dockerproxy: --dir is required")
 		}
 		return serveDockerProxy(ctx, *dir, *upstream)
+	case "slapd":
+		return serveSlapd(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
 	default:
-		return fmt.Errorf("unknown subcommand %q (want run or dockerproxy)", args[0])
+		return fmt.Errorf("unknown subcommand %q (want run, dockerproxy or slapd)", args[0])
 	}
 }
 
