@@ -109,11 +109,14 @@ func (e *env) suiteCourse(ctx context.Context) ([]table, error) {
 		ratio(orch.TTFC.P95.Seconds(), bare.TTFC.P95.Seconds()), ratio(orch.TTFC.Max.Seconds(), bare.TTFC.Max.Seconds()),
 		ratio(orch.AllDone.Seconds(), bare.AllDone.Seconds()), "", "", "", ratio(orch.DockerCalls, bare.DockerCalls))
 	t.Notes = append(t.Notes,
-		fmt.Sprintf("Image %s (notebook.image of the cluster; its kernel evaluates sums of integers). Student i arrives at i×%s/%d on replica i mod %d, logs in (login page, form, home page: the login columns), asks for their server (retrying after each 429 as the spawn page does, honouring Retry-After; notebook.concurrent_spawn_limit %d per replica), follows the progress stream, fetches the server's access cookie, creates a kernel and runs 1+1 over its websocket. First cell counts from the start request to the execute_reply; all done from the first arrival to the last result.",
-			e.cfg.Notebook.Image, e.o.CourseSpread, len(users), len(hubs), e.cfg.Notebook.ConcurrentSpawnLimit),
+		fmt.Sprintf("Image %s (notebook.image of the cluster; its kernel evaluates sums of integers). Student i arrives at i×%s/%d on replica i mod %d, logs in (login page, form, home page: the login columns), asks for their server (retrying after each 429 as the spawn page does, honouring Retry-After; notebook.concurrent_spawn_limit %d across the replicas, starts_per_node %d), follows the progress stream, fetches the server's access cookie, creates a kernel and runs 1+1 over its websocket. First cell counts from the start request to the execute_reply; all done from the first arrival to the last result.",
+			e.cfg.Notebook.Image, e.o.CourseSpread, len(users), len(hubs), e.cfg.Notebook.ConcurrentSpawnLimit, e.cfg.Notebook.StartsPerNode),
 		fmt.Sprintf("The baseline creates the spawner's service spec on the same schedule through the manager's Docker API, polls the task's address and the server's /api/status every %s, then creates a kernel and runs 1+1 on the task's address with the token; it ran after every swarmhub server was stopped and gone.", probeInterval),
 		fmt.Sprintf("Docker calls per spawn: swarmhub_docker_requests_total summed over the replicas during the run (%.0f), less the background rate of a %s idle window before it (%.1f per second), divided by the students; the baseline's are the bench's own calls. Timeouts: %d; 5xx: %d.",
 			raw, idle, idleRate, orch.Counters.Timeouts, orch.Counters.ServerErr))
+	if orch.Failed > 0 || bare.Failed > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("**Failures: swarmhub %d, baseline %d.** Each side's times are over its successes only, so the ratios compare unlike sets.", orch.Failed, bare.Failed))
+	}
 	for _, er := range append(orch.Errs, bare.Errs...) {
 		t.Notes = append(t.Notes, "Error: "+er)
 	}
