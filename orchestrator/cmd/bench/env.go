@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/dockerclient"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/spawner"
 )
 
@@ -33,10 +34,11 @@ type env struct {
 	o       runOptions
 	cfg     config.Config
 	docker  *client.Client
-	counts  *http.Client    // to the counting proxy's /_bench/counts
-	hub     string          // http://ORCHESTRATOR-TASK-IP:PORT
-	raw     *client.Client  // the engine's own socket, for exec (not counted)
-	tr      *http.Transport // shared by hub sessions (browsers)
+	calls   *dockerclient.Counter // the bench's requests through docker
+	counts  *http.Client          // to the counting proxy's /_bench/counts
+	hub     string                // http://ORCHESTRATOR-TASK-IP:PORT
+	raw     *client.Client        // the engine's own socket, for exec (not counted)
+	tr      *http.Transport       // shared by hub sessions (browsers)
 	admin   *session
 	users   map[string]*session
 	started map[string]bool // users whose server this run started and left running
@@ -49,14 +51,14 @@ func newEnv(ctx context.Context, o runOptions, out io.Writer) (*env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the bench stack's configuration %s: %w", o.Config, err)
 	}
-	if cfg.Auth.Authenticator != "dummy" || cfg.Auth.Dummy.Password == "" {
-		return nil, errors.New("the bench needs the dummy authenticator with its password in the configuration file")
+	if o.Password == "" && (cfg.Auth.Authenticator != "dummy" || cfg.Auth.Dummy.Password == "") {
+		return nil, errors.New("the bench needs the dummy authenticator with its password in the configuration file, or --password")
 	}
-	dc, err := client.NewClientWithOpts(client.WithHost(o.DockerHost), client.WithAPIVersionNegotiation())
+	dc, calls, err := dockerclient.New(o.DockerHost)
 	if err != nil {
-		return nil, fmt.Errorf("docker client for %s: %w", o.DockerHost, err)
+		return nil, err
 	}
-	e := &env{o: o, cfg: cfg, docker: dc, out: out, users: map[string]*session{}, started: map[string]bool{},
+	e := &env{o: o, cfg: cfg, docker: dc, calls: calls, out: out, users: map[string]*session{}, started: map[string]bool{},
 		tr: &http.Transport{MaxIdleConnsPerHost: 512, MaxIdleConns: 2048, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
 	if sock, ok := strings.CutPrefix(o.DockerHost, "unix://"); ok {
 		e.counts = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{

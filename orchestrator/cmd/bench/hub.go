@@ -47,7 +47,11 @@ func (e *env) login(ctx context.Context, user string) (*session, error) {
 	if m == nil {
 		return nil, errors.New("the login page has no _xsrf field")
 	}
-	form := url.Values{"username": {user}, "password": {e.cfg.Auth.Dummy.Password}, "_xsrf": {m[1]}}
+	password := e.cfg.Auth.Dummy.Password
+	if e.o.Password != "" {
+		password = e.o.Password
+	}
+	form := url.Values{"username": {user}, "password": {password}, "_xsrf": {m[1]}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/hub/login", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := s.c.Do(req)
@@ -116,7 +120,7 @@ func (e *env) loginMany(ctx context.Context, users []string) ([]*session, error)
 
 // loginDetached is login without touching e.users (safe from goroutines).
 func (e *env) loginDetached(ctx context.Context, user string) (*session, error) {
-	sub := &env{hub: e.hub, cfg: e.cfg, tr: e.tr, users: map[string]*session{}}
+	sub := &env{o: e.o, hub: e.hub, cfg: e.cfg, tr: e.tr, users: map[string]*session{}}
 	return sub.login(ctx, user)
 }
 

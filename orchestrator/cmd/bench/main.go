@@ -10,6 +10,7 @@
 //	bench run [flags] [SUITE...]     run suites (default: all) and print Markdown tables
 //	bench dockerproxy --dir DIR      count Docker API calls (see dockerproxy.go)
 //	bench relay                      reference hops for the proxy suite (see relay.go)
+//	bench slapd [flags]              the LDAP test fixture with the course's students (on the host; see slapd.go)
 package main
 
 import (
@@ -38,7 +39,7 @@ func main() {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: bench run [flags] [SUITE...] | bench dockerproxy --dir DIR | bench relay (suites: " + strings.Join(suiteNames(), ", ") + ")")
+		return errors.New("usage: bench run [flags] [SUITE...] | bench dockerproxy --dir DIR | bench relay | bench slapd (suites: " + strings.Join(suiteNames(), ", ") + ")")
 	}
 	switch args[0] {
 	case "run":
@@ -60,11 +61,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return serveDockerProxy(ctx, *dir, *upstream)
 	case "relay":
 		return serveRelay(ctx)
+	case "slapd":
+		return serveSlapd(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
 	default:
-		return fmt.Errorf("unknown subcommand %q (want run, dockerproxy or relay)", args[0])
+		return fmt.Errorf("unknown subcommand %q (want run, dockerproxy, relay or slapd)", args[0])
 	}
 }
 
@@ -88,6 +91,10 @@ type runOptions struct {
 	HotRequests   int
 	LectureUsers  int
 	LectureSpread time.Duration
+	CourseUsers   int
+	CourseSpread  time.Duration
+	Stats         string // docker stats samples written by scripts/bench-course
+	Password      string // every user's password, instead of the dummy authenticator's
 	Suites        []string
 	Note          string // printed above the tables (machine, load)
 }
@@ -113,6 +120,10 @@ func parseRunFlags(args []string) (runOptions, error) {
 	fs.IntVar(&o.HotRequests, "hot-requests", 5000, "proxied requests in the hot-path suite")
 	fs.IntVar(&o.LectureUsers, "lecture-users", 30, "students in the lecture suite")
 	fs.DurationVar(&o.LectureSpread, "lecture-spread", 10*time.Second, "the lecture suite's students log in within this time")
+	fs.IntVar(&o.CourseUsers, "course-users", 200, "students in the course suite")
+	fs.DurationVar(&o.CourseSpread, "course-spread", time.Minute, "the course suite's students arrive within this time")
+	fs.StringVar(&o.Stats, "stats", "", "the course suite's CPU and memory samples (lines: UNIX-SECONDS NODE CONTAINER CPU% MEMORY)")
+	fs.StringVar(&o.Password, "password", "", "every user's password (default: the dummy authenticator's from the configuration)")
 	fs.StringVar(&o.Note, "note", "", "a line printed above the results (machine, load)")
 	// Flags and suite names may come in any order.
 	rest := args

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/client"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/accesscookie"
@@ -25,6 +24,7 @@ import (
 	"github.com/swarmhub/swarmhub/orchestrator/internal/capacity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/config"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/diskusage"
+	"github.com/swarmhub/swarmhub/orchestrator/internal/dockerclient"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/httpguard"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/identity"
 	"github.com/swarmhub/swarmhub/orchestrator/internal/jobs"
@@ -94,9 +94,9 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	defer rdb.Close()
 	st := store.New(rdb, cfg.Redis.KeyPrefix)
 
-	docker, err := client.NewClientWithOpts(client.WithHost(cfg.Docker.Host), client.WithAPIVersionNegotiation())
+	docker, dockerCalls, err := dockerclient.New(cfg.Docker.Host)
 	if err != nil {
-		return fmt.Errorf("docker client for %s: %w", cfg.Docker.Host, err)
+		return err
 	}
 	defer docker.Close()
 
@@ -124,6 +124,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		OpenWebsockets: func() int { return px.OpenWebsockets() },
 		WorkspaceBytes: usage.Bytes,
 		Lecture:        lecture.read,
+		DockerRequests: dockerCalls.Requests,
 	})
 	room := capacity.NewReader(docker, capacityOptions(cfg), time.Second)
 

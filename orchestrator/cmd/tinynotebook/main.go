@@ -2,7 +2,8 @@
 // benchmarks: it follows swarmhub's server start contract (SWARMHUB_PORT,
 // SWARMHUB_BASE_URL, JUPYTER_TOKEN) and answers the few endpoints the
 // orchestrator and the benchmarks use, in a static binary for a FROM scratch
-// image.
+// image. Its kernels (kernel.go) evaluate sums of integers, enough for a
+// benchmark's first cell.
 package main
 
 import (
@@ -82,6 +83,7 @@ func newHandler(base, token string, now func() time.Time) http.Handler {
 	last.Store(started.UnixNano())
 	var conns atomic.Int64
 	touch := func() { last.Store(now().UnixNano()) }
+	kernels := &kernelSet{}
 	authorized := func(r *http.Request) bool {
 		return r.Header.Get("Authorization") == "token "+token || r.URL.Query().Get("token") == token
 	}
@@ -99,9 +101,10 @@ func newHandler(base, token string, now func() time.Time) http.Handler {
 			Started:      started.Format(time.RFC3339Nano),
 			LastActivity: time.Unix(0, last.Load()).UTC().Format(time.RFC3339Nano),
 			Connections:  int(conns.Load()),
-			Kernels:      0,
+			Kernels:      kernels.count(),
 		})
 	})
+	kernels.routes(mux, base, authorized, touch)
 	mux.HandleFunc("GET "+base+"echo", func(w http.ResponseWriter, r *http.Request) {
 		if !authorized(r) {
 			writeJSON(w, http.StatusForbidden, map[string]string{"message": "Forbidden"})

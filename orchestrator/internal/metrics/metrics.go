@@ -27,6 +27,9 @@ type Options struct {
 	// Lecture is the capacity and the start line as last read, false
 	// before the first reading.
 	Lecture func() (Lecture, bool)
+	// DockerRequests is how many requests this replica sent to the Docker
+	// API so far (e.g. dockerclient.Counter.Requests).
+	DockerRequests func() uint64
 }
 
 // Lecture is what the capacity and start-line gauges show.
@@ -88,6 +91,12 @@ func New(o Options) *Metrics {
 	}
 	if o.Lecture != nil {
 		reg.MustRegister(lectureCollector{o.Lecture})
+	}
+	if o.DockerRequests != nil {
+		f := o.DockerRequests
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "swarmhub_docker_requests_total", Help: "Requests this replica sent to the Docker API.",
+		}, func() float64 { return float64(f()) }))
 	}
 	m.spawnDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "swarmhub_spawn_duration_seconds",

@@ -36,6 +36,7 @@ func TestCountersAndGauges(t *testing.T) {
 		RunningServers: func() int { return running },
 		OpenWebsockets: func() int { return sockets },
 		WorkspaceBytes: func() map[string]int64 { return map[string]int64{"alice": 3 << 20, "bob": 4096} },
+		DockerRequests: func() uint64 { return 42 },
 	})
 	m.SpawnFinished(4*time.Second, "")
 	m.SpawnFinished(2*time.Minute, "the server did not become ready within 2m0s")
@@ -51,6 +52,7 @@ func TestCountersAndGauges(t *testing.T) {
 	wantLines(t, body,
 		"swarmhub_running_servers 7",
 		"swarmhub_open_websockets 3",
+		"swarmhub_docker_requests_total 42",
 		`swarmhub_spawn_duration_seconds_count{outcome="ready"} 1`,
 		`swarmhub_spawn_duration_seconds_count{outcome="failed"} 2`,
 		`swarmhub_spawn_failures_total{reason="timeout"} 1`,

@@ -38,6 +38,9 @@ type SlapdOptions struct {
 	// tests use the docker_gwbridge gateway so that containers on an overlay
 	// network reach the directory.
 	ListenHost string
+	// ExtraLDIF is an LDIF file of more entries under the base DN, loaded
+	// after the seed (the course bench adds its students this way).
+	ExtraLDIF string
 }
 
 // Slapd is a private OpenLDAP server seeded from testdata/ldap/people.ldif.
@@ -236,6 +239,11 @@ func (s *Slapd) launch(o SlapdOptions, slapd, slapadd string) error {
 	}
 	if out, err := exec.Command(slapadd, "-F", confDir, "-b", s.BaseDN, "-l", seedLDIF()).CombinedOutput(); err != nil {
 		return fmt.Errorf("slapadd %s: %w: %s", seedLDIF(), err, out)
+	}
+	if o.ExtraLDIF != "" {
+		if out, err := exec.Command(slapadd, "-F", confDir, "-b", s.BaseDN, "-l", o.ExtraLDIF).CombinedOutput(); err != nil {
+			return fmt.Errorf("slapadd %s: %w: %s", o.ExtraLDIF, err, out)
+		}
 	}
 
 	logf, err := os.Create(s.LogPath)

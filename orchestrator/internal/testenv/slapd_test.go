@@ -58,3 +58,28 @@ func TestSlapdFixture(t *testing.T) {
 		t.Fatalf("alice bind over LDAPS: %v", err)
 	}
 }
+
+// ExtraLDIF adds entries beside the seed: its users can bind, the seed's
+// still can.
+func TestSlapdExtraLDIF(t *testing.T) {
+	extra := t.TempDir() + "/extra.ldif"
+	ldif := "dn: uid=extra1,ou=people,dc=example,dc=edu\nobjectClass: inetOrgPerson\nuid: extra1\ncn: Extra One\nsn: One\nuserPassword: extra-pw\n"
+	if err := os.WriteFile(extra, []byte(ldif), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := testenv.StartSlapd(t, testenv.SlapdOptions{ExtraLDIF: extra})
+	c, err := ldap.DialURL(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Bind("uid=extra1,ou=people,"+s.BaseDN, "extra-pw"); err != nil {
+		t.Errorf("extra1 bind: %v", err)
+	}
+	if err := c.Bind("uid=extra1,ou=people,"+s.BaseDN, "alice-pw"); err == nil {
+		t.Error("extra1 bound with a wrong password")
+	}
+	if err := c.Bind("uid=alice,ou=people,"+s.BaseDN, "alice-pw"); err != nil {
+		t.Errorf("alice bind: %v", err)
+	}
+}
