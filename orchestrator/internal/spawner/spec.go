@@ -272,7 +272,11 @@ func BuildSpec(r Request, o Options) (swarm.ServiceSpec, error) {
 	}
 	replicas := uint64(1)
 	maxAttempts := uint64(3)
-	restartDelay := 5 * time.Second
+	// No restart delay: swarm applies it also when it replaces the tasks of
+	// a node it declared down, which kept every student of a lost node
+	// waiting 5 s more. A failing spawn ends at its first failed task
+	// (follow), and MaxAttempts still bounds a server that keeps crashing.
+	restartDelay := time.Duration(0)
 	grace := 10 * time.Second
 
 	return swarm.ServiceSpec{
