@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -78,7 +80,7 @@ func TestClusterNodeLoss(t *testing.T) {
 				t.Fatalf("round %d: %s has services %v running on %v after losing %s", r, s.user, services, nodes, victim)
 			}
 		}
-		sh(t, nil, "docker", "start", victim)
+		restartNode(t, victim)
 		c.waitNodeState(t, victim, "ready", 3*time.Minute)
 	}
 
@@ -222,6 +224,24 @@ func (c *cluster) loseNode(t *testing.T, round int, victim string, affected []*s
 	t.Logf("FIGURE node_loss_round%d_kill_to_served_max_seconds=%.1f", round, res.max().Seconds())
 	t.Logf("FIGURE node_loss_round%d_served_minus_node_down_seconds=%.1f", round, (res.max() - res.down).Seconds())
 	return res
+}
+
+// restartNode starts a killed node container again. Its dockerd (PID 1)
+// left its PID, 1, in its pid file, and would refuse to start beside "a
+// running docker"; the same holds for the containerd it supervises. The
+// files are emptied first (docker cp works on a stopped container).
+func restartNode(t *testing.T, node string) {
+	t.Helper()
+	empty := filepath.Join(t.TempDir(), "empty.pid")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, pidFile := range []string{"/var/run/docker.pid", "/var/run/docker/containerd/containerd.pid"} {
+		if out, err := shQuiet(nil, "docker", "cp", empty, node+":"+pidFile); err != nil {
+			t.Logf("empty %s in %s: %v %s", pidFile, node, err, out)
+		}
+	}
+	sh(t, nil, "docker", "start", node)
 }
 
 // waitNodeState waits until swarm reports node in state (ready, down).
