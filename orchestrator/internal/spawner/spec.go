@@ -276,8 +276,8 @@ func BuildSpec(r Request, o Options) (swarm.ServiceSpec, error) {
 	// waiting 5 s more. A failing spawn ends at its first failed task
 	// (follow), and MaxAttempts bounds a server that keeps crashing. Those
 	// attempts count within a window: swarm counts a lost node's
-	// replacement as an attempt too, and without a window a server whose
-	// node was lost three times was never started again.
+	// replacement as an attempt too, and without a window a server that had
+	// moved off three lost nodes was not started again after a fourth.
 	maxAttempts := uint64(3)
 	restartDelay := time.Duration(0)
 	restartWindow := time.Minute
