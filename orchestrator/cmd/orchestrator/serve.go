@@ -258,7 +258,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	goBg(func() { seed.RetryLoop(bg, st, namer, cfg, log, seeded) })
 	goBg(func() { srv.SampleRunning(bg) })
 	goBg(func() { usage.Follow(bg, time.Minute, log) })
-	goBg(func() { mgr.WatchAddresses(bg, cfg.Lifecycle.Reconcile.Interval) })
+	goBg(func() { mgr.WatchAddresses(bg, cfg.Lifecycle.Reconcile.Interval, docker) })
 	goBg(func() { mgr.RunLine(bg) })
 	goBg(func() { lecture.run(bg, mgr, room, log) })
 	jb.OnCull(m.CullStopped)

@@ -65,7 +65,9 @@ func (m *Manager) Services(ctx context.Context) ([]Observed, error) {
 		o.Token, o.HubToken = serviceToken(s)
 		if t, ok := byService[s.ID]; ok {
 			o.TaskState = t.Status.State
-			if t.Status.State == swarm.TaskStateRunning {
+			// A task on a node swarm reported down no longer answers,
+			// whatever its last reported state.
+			if t.Status.State == swarm.TaskStateRunning && !m.down.has(t.NodeID) {
 				o.Addr = taskAddr(t, m.o.Spec.Network, m.port())
 			}
 		}

@@ -141,6 +141,7 @@ type Manager struct {
 
 	mu      sync.RWMutex
 	targets map[string]target // user -> where the running server is
+	down    downNodes         // swarm nodes reported down (WatchAddresses)
 	wg      sync.WaitGroup    // background spawns
 	spawns  map[string]*spawn // user -> this replica's spawn in flight
 	kick    chan struct{}     // wakes RunLine

@@ -55,7 +55,7 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 		}
 		m.log.Warn("Docker unreachable: routing to the stored server address until it answers", "user", user, "err", err)
 		addr = rec.Addr
-	case !found || task.Status.State != swarm.TaskStateRunning:
+	case !found || task.Status.State != swarm.TaskStateRunning || m.down.has(task.NodeID):
 		return "", "", ErrNotRunning
 	default:
 		if addr = taskAddr(task, m.o.Spec.Network, m.port()); addr == "" {
@@ -110,11 +110,16 @@ func (m *Manager) Retarget(obs []Observed) (moved []string) {
 	return moved
 }
 
-// WatchAddresses runs Retarget every interval until ctx ends. Every replica
-// runs it, since each has its own route cache; it costs two Docker calls
-// per interval, none per proxied request. A cache that is empty (no student
-// online) is not worth a listing.
-func (m *Manager) WatchAddresses(ctx context.Context, interval time.Duration) {
+// WatchAddresses runs Retarget every interval until ctx ends, and at once
+// when ev (if not nil) reports a swarm node down (see nodes.go). Every
+// replica runs it, since each has its own route cache; it costs two Docker
+// calls per interval and per lost node, none per proxied request. A cache
+// that is empty (no student online) is not worth a listing.
+func (m *Manager) WatchAddresses(ctx context.Context, interval time.Duration, ev EventSource) {
+	lost := make(chan struct{}, 1)
+	if ev != nil {
+		go m.watchNodes(ctx, ev, interval, lost)
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -122,6 +127,7 @@ func (m *Manager) WatchAddresses(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-lost:
 		}
 		m.mu.RLock()
 		n := len(m.targets)

@@ -271,8 +271,16 @@ func BuildSpec(r Request, o Options) (swarm.ServiceSpec, error) {
 		}
 	}
 	replicas := uint64(1)
+	// No restart delay: swarm applies it also when it replaces the tasks of
+	// a node it declared down, which kept every student of a lost node
+	// waiting 5 s more. A failing spawn ends at its first failed task
+	// (follow), and MaxAttempts bounds a server that keeps crashing. Those
+	// attempts count within a window: swarm counts a lost node's
+	// replacement as an attempt too, and without a window a server that had
+	// moved off three lost nodes was not started again after a fourth.
 	maxAttempts := uint64(3)
-	restartDelay := 5 * time.Second
+	restartDelay := time.Duration(0)
+	restartWindow := time.Minute
 	grace := 10 * time.Second
 
 	return swarm.ServiceSpec{
@@ -292,6 +300,7 @@ func BuildSpec(r Request, o Options) (swarm.ServiceSpec, error) {
 				Condition:   swarm.RestartPolicyConditionOnFailure,
 				Delay:       &restartDelay,
 				MaxAttempts: &maxAttempts,
+				Window:      &restartWindow,
 			},
 			Placement: placement,
 			Networks:  []swarm.NetworkAttachmentConfig{{Target: o.Network}},
