@@ -167,14 +167,27 @@ func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, 
 	return p
 }
 
+// upstreamUserTimeout bounds how long data sent to a user server may stay
+// unacknowledged before the connection is dropped (TCP_USER_TIMEOUT): a
+// live server's kernel acknowledges at once however busy Jupyter is, so
+// only a dead peer reaches it. Swarm declares a lost node down after
+// 12-15 s; a request stuck on it fails soon after, and the next one reaches
+// the replacement server.
+const upstreamUserTimeout = 20 * time.Second
+
 // NewTransport returns the transport New uses by default: plain HTTP/1.1 to
 // user servers on the overlay network, with enough idle connections per
 // server that a class's worth of browser tabs never waits for a dial.
 func NewTransport() *http.Transport {
 	return &http.Transport{
 		DialContext: quickAckDialer((&net.Dialer{
-			Timeout:   5 * time.Second, // a server that does not accept in 5 s is gone; Forget and re-resolve
-			KeepAlive: 30 * time.Second,
+			Timeout: 5 * time.Second, // a server that does not accept in 5 s is gone; Forget and re-resolve
+			// A server whose node died never answers nor resets: without
+			// these, a request already sent on a kept-alive connection (or
+			// an open websocket) to it waited forever, long after the
+			// server was running again elsewhere.
+			KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
+			Control:         setUserTimeout,
 		}).DialContext),
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 256,
