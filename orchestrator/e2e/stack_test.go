@@ -287,6 +287,9 @@ func (h *hub) teardown(t testing.TB) {
 		_, _ = shQuiet(nil, "docker", "network", "rm", h.network)
 		time.Sleep(time.Second)
 	}
+	// Once more: an orchestrator still shutting down after `stack rm` could
+	// create a pre-pull job after the first sweep (one was left behind).
+	h.removeUserServices()
 	// Volumes go in removeVolumesWhenFree, once no stopping task holds them.
 	// Workspaces were written by uid 1000 inside containers; root removes them.
 	_ = os.RemoveAll(h.root)
