@@ -117,11 +117,34 @@ func newSwarmEnv(t *testing.T, mods ...func(*spawner.ManagerOptions)) *swarmEnv 
 		StartTimeout:  90 * time.Second,
 		SpawnLimit:    4,
 		ProbeInterval: 250 * time.Millisecond,
-		// The host cannot reach overlay addresses: report ready once the
-		// task runs with an address, and remember which one was asked.
-		Prober: proberFunc(func(_ context.Context, addr, user, _ string) error {
-			e.probed.Store(user, addr)
-			return nil
+		// The host cannot reach overlay addresses: the server "answers"
+		// once Docker reports a task of its service running at addr (the
+		// spawner probes from the moment the task has an address), and
+		// the address asked is remembered.
+		Prober: proberFunc(func(ctx context.Context, addr, user, _ string) error {
+			name, err := namer.ServiceName(user)
+			if err != nil {
+				return err
+			}
+			tasks, err := cli.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", name))})
+			if err != nil {
+				return err
+			}
+			ip, _, _ := net.SplitHostPort(addr)
+			for _, t := range tasks {
+				if t.Status.State != swarm.TaskStateRunning {
+					continue
+				}
+				for _, na := range t.NetworksAttachments {
+					for _, a := range na.Addresses {
+						if strings.HasPrefix(a, ip+"/") {
+							e.probed.Store(user, addr)
+							return nil
+						}
+					}
+				}
+			}
+			return errors.New("connect: connection refused")
 		}),
 	}
 	for _, mod := range mods {
