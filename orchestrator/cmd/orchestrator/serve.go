@@ -143,6 +143,8 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Room:        room,
 		Settings:    st,
 		LineTimeout: cfg.Notebook.LineTimeout,
+		// px is assigned below, before WatchAddresses starts.
+		AddressGone: func(addr string) { px.DropUpstream(addr) },
 	}, log.With("component", "spawner"))
 
 	var puller *prepull.Puller

@@ -117,7 +117,8 @@ type Proxy struct {
 
 	origins originPolicy
 	limits  userLimits
-	warned  sync.Map // warnKey -> struct{}: what warnOnce logged
+	warned  sync.Map   // warnKey -> struct{}: what warnOnce logged
+	up      *upstreams // connections of the default transport; nil with Options.Transport
 }
 
 type noActivity struct{}
@@ -139,8 +140,10 @@ func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, 
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	var up *upstreams
 	if o.Transport == nil {
-		o.Transport = NewTransport()
+		up = &upstreams{}
+		o.Transport = newTransport(up)
 	}
 	if act == nil {
 		act = noActivity{}
@@ -148,7 +151,7 @@ func New(id Identifier, res Resolver, act ActivityRecorder, acc AccessRecorder, 
 	if acc == nil {
 		acc = noAccess{}
 	}
-	p := &Proxy{id: id, res: res, act: act, acc: acc, o: o, log: o.Logger, now: o.Clock}
+	p := &Proxy{id: id, res: res, act: act, acc: acc, o: o, log: o.Logger, now: o.Clock, up: up}
 	p.origins = newOriginPolicy(o.PublicURL, o.AllowedOrigins)
 	p.limits.maxWS, p.limits.maxReq = int32(o.MaxWebsockets), int32(o.MaxRequests)
 	// No FlushInterval: ReverseProxy passes bytes on as they come for
@@ -178,9 +181,12 @@ const upstreamUserTimeout = 20 * time.Second
 // NewTransport returns the transport New uses by default: plain HTTP/1.1 to
 // user servers on the overlay network, with enough idle connections per
 // server that a class's worth of browser tabs never waits for a dial.
-func NewTransport() *http.Transport {
+func NewTransport() *http.Transport { return newTransport(&upstreams{}) }
+
+// newTransport is NewTransport with its connections tracked in up.
+func newTransport(up *upstreams) *http.Transport {
 	return &http.Transport{
-		DialContext: quickAckDialer((&net.Dialer{
+		DialContext: quickAckDialer(up.dialer((&net.Dialer{
 			Timeout: 5 * time.Second, // a server that does not accept in 5 s is gone; Forget and re-resolve
 			// A server whose node died never answers nor resets: without
 			// these, a request already sent on a kept-alive connection (or
@@ -188,7 +194,7 @@ func NewTransport() *http.Transport {
 			// server was running again elsewhere.
 			KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
 			Control:         setUserTimeout,
-		}).DialContext),
+		}).DialContext)),
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
@@ -535,3 +541,16 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b 
 
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// DropUpstream closes every connection to the user server at addr (ip:port),
+// in use or idle: its node was declared down, so nothing will come back on
+// them. A request waiting on one fails at once and is retried on the
+// server's new address (see errorHandler).
+func (p *Proxy) DropUpstream(addr string) {
+	if p == nil || p.up == nil {
+		return
+	}
+	if n := p.up.closeAll(addr); n > 0 {
+		p.log.Info("closed connections to a lost server", "addr", addr, "connections", n)
+	}
+}

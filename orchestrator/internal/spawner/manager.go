@@ -111,6 +111,10 @@ type ManagerOptions struct {
 	// Settings, when set, may override the per-node start bound at runtime
 	// (SettingStartsPerNode).
 	Settings Settings
+	// AddressGone, when set, hears the old address of every route that
+	// Retarget dropped or moved (the task is no longer running there), so
+	// that the proxy can close its connections to it at once.
+	AddressGone func(addr string)
 }
 
 // SpawnObserver is told the outcome of every spawn: its duration from the

@@ -3,6 +3,8 @@ package spawner_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -82,5 +84,54 @@ func TestTaskNeverAllocatedSaysWhy(t *testing.T) {
 	}
 	if c := spawnfail.Classify(rec.Error); c != spawnfail.Resources {
 		t.Errorf("class = %s, want %s", c, spawnfail.Resources)
+	}
+}
+
+// TestRetargetReportsTheAddressesItLeaves: the proxy hears the old address
+// of every route Retarget drops or moves, once, and nothing for a route
+// that stayed.
+func TestRetargetReportsTheAddressesItLeaves(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var gone []string
+	h := newHarness(t, func(o *spawner.ManagerOptions) {
+		o.AddressGone = func(addr string) { mu.Lock(); gone = append(gone, addr); mu.Unlock() }
+	})
+	ctx := context.Background()
+	ips := map[string]string{"alice": "10.0.0.5", "bob": "10.0.0.6", "carol": "10.0.0.7"}
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
+		return []swarm.Task{fakedocker.RunningTask(svc, ips[svc.Spec.Labels[spawner.LabelUser]])}
+	})
+	for u := range ips {
+		if _, err := h.m.Start(ctx, u, spawner.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.settle(t)
+	for u := range ips {
+		if _, _, err := h.m.Target(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// alice moved, bob's task is no longer running, carol stayed.
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
+		switch svc.Spec.Labels[spawner.LabelUser] {
+		case "alice":
+			return []swarm.Task{fakedocker.RunningTask(svc, "10.0.0.9")}
+		case "bob":
+			return []swarm.Task{fakedocker.Task(svc, fakedocker.WithState(swarm.TaskStateShutdown))}
+		}
+		return []swarm.Task{fakedocker.RunningTask(svc, ips["carol"])}
+	})
+	obs, err := h.m.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m.Retarget(obs)
+	mu.Lock()
+	defer mu.Unlock()
+	sort.Strings(gone)
+	if want := []string{"10.0.0.5:8888", "10.0.0.6:8888"}; !slices.Equal(gone, want) {
+		t.Errorf("AddressGone heard %v, want %v", gone, want)
 	}
 }

@@ -88,8 +88,8 @@ func (m *Manager) Forget(user string) {
 // task whose old address went to another server would go on receiving the
 // first one's requests until a connection failed.
 func (m *Manager) Retarget(obs []Observed) (moved []string) {
+	var gone []string
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, o := range obs {
 		t, ok := m.targets[o.User]
 		if !ok {
@@ -98,14 +98,22 @@ func (m *Manager) Retarget(obs []Observed) (moved []string) {
 		switch {
 		case o.Addr == "":
 			delete(m.targets, o.User)
-			moved = append(moved, o.User)
 		case o.Addr != t.addr:
 			m.targets[o.User] = target{addr: o.Addr, token: o.proxyToken(t.token)}
-			moved = append(moved, o.User)
+		default:
+			continue
 		}
+		moved = append(moved, o.User)
+		gone = append(gone, t.addr)
 	}
+	m.mu.Unlock()
 	if len(moved) > 0 {
 		m.log.Info("server addresses changed in Docker; routes updated", "users", moved)
+	}
+	if m.o.AddressGone != nil {
+		for _, a := range gone {
+			m.o.AddressGone(a)
+		}
 	}
 	return moved
 }
