@@ -201,35 +201,18 @@ func (b *syncBody) Close() error {
 // relayTCP copies bytes between each accepted connection and a new
 // connection to the target, in both directions.
 func relayTCP(ctx context.Context, ln net.Listener, tgt *relayTarget) error {
-	var d net.Dialer
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
+	return relayEach(ctx, ln, tgt, func(c, up net.Conn) {
+		var wg sync.WaitGroup
+		wg.Add(1)
 		go func() {
-			defer c.Close()
-			up, err := d.DialContext(ctx, "tcp", tgt.get())
-			if err != nil {
-				slog.Warn("relay dial", "err", err)
-				return
-			}
-			defer up.Close()
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(up, c)
-				_ = up.(*net.TCPConn).CloseWrite()
-			}()
-			_, _ = io.Copy(c, up)
-			_ = c.(*net.TCPConn).CloseWrite()
-			wg.Wait()
+			defer wg.Done()
+			_, _ = io.Copy(up, c)
+			_ = up.(*net.TCPConn).CloseWrite()
 		}()
-	}
+		_, _ = io.Copy(c, up)
+		_ = c.(*net.TCPConn).CloseWrite()
+		wg.Wait()
+	})
 }
 
 // relayLean forwards HTTP/1.1 exchanges one at a time: each request is
@@ -238,6 +221,33 @@ func relayTCP(ctx context.Context, ln net.Listener, tgt *relayTarget) error {
 // goroutine. A measuring instrument, not a proxy: no hop-by-hop header
 // handling, no upgrades, no request bodies streamed beside the answer.
 func relayLean(ctx context.Context, ln net.Listener, tgt *relayTarget) error {
+	return relayEach(ctx, ln, tgt, func(c, up net.Conn) {
+		cr, cw := bufio.NewReader(c), bufio.NewWriter(c)
+		ur, uw := bufio.NewReader(up), bufio.NewWriter(up)
+		for {
+			req, err := http.ReadRequest(cr)
+			if err != nil {
+				return
+			}
+			if err := req.Write(uw); err != nil || uw.Flush() != nil {
+				return
+			}
+			res, err := http.ReadResponse(ur, req)
+			if err != nil {
+				return
+			}
+			err = res.Write(cw)
+			res.Body.Close()
+			if err != nil || cw.Flush() != nil {
+				return
+			}
+		}
+	})
+}
+
+// relayEach accepts connections until ctx ends and runs serve for each
+// with a new connection to the target; both are closed after it.
+func relayEach(ctx context.Context, ln net.Listener, tgt *relayTarget, serve func(c, up net.Conn)) error {
 	var d net.Dialer
 	for {
 		c, err := ln.Accept()
@@ -255,26 +265,7 @@ func relayLean(ctx context.Context, ln net.Listener, tgt *relayTarget) error {
 				return
 			}
 			defer up.Close()
-			cr, cw := bufio.NewReader(c), bufio.NewWriter(c)
-			ur, uw := bufio.NewReader(up), bufio.NewWriter(up)
-			for {
-				req, err := http.ReadRequest(cr)
-				if err != nil {
-					return
-				}
-				if err := req.Write(uw); err != nil || uw.Flush() != nil {
-					return
-				}
-				res, err := http.ReadResponse(ur, req)
-				if err != nil {
-					return
-				}
-				err = res.Write(cw)
-				res.Body.Close()
-				if err != nil || cw.Flush() != nil {
-					return
-				}
-			}
+			serve(c, up)
 		}()
 	}
 }
