@@ -282,7 +282,10 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	errc := make(chan error, 2)
 	go func() {
 		log.Info("listening", "address", addr, "tls", cfg.TLS.CertFile != "", "public_url", cfg.PublicURL)
-		errc <- httpguard.Serve(hs, ln, tc)
+		errc <- httpguard.Serve(hs, ln, tc, func(ln net.Listener) net.Listener {
+			return px.Lane(ln, proxy.LaneOptions{ReadHeaderTimeout: limits.ReadHeaderTimeout, IdleTimeout: limits.IdleTimeout,
+				MaxHeaderBytes: limits.MaxHeaderBytes, Observe: m.ObserveProxy})
+		})
 	}()
 	var redirect *http.Server
 	if cfg.TLS.CertFile != "" && cfg.Listen.RedirectPort > 0 {
@@ -294,7 +297,7 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 			return fmt.Errorf("listen on %s (listen.redirect_port): %w", raddr, err)
 		}
 		redirect = httpguard.NewServer(httpsRedirect(cfg.PublicURL), limits, httpLog)
-		go func() { errc <- httpguard.Serve(redirect, rln, nil) }()
+		go func() { errc <- httpguard.Serve(redirect, rln, nil, nil) }()
 	}
 
 	var serveErr error

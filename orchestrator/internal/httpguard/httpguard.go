@@ -46,8 +46,10 @@ func NewServer(h http.Handler, l Limits, errorLog *log.Logger) *http.Server {
 // is set. The guard must see plaintext, so net/http is handed the decrypted
 // stream, not a *tls.Conn: hs then accepts HTTP/2 on it for clients that
 // chose h2 in the handshake (plain HTTP stays HTTP/1.1), and the handler
-// still finds the TLS state in Request.TLS.
-func Serve(hs *http.Server, ln net.Listener, tc *tls.Config) error {
+// still finds the TLS state in Request.TLS. plain, when set, wraps the
+// guarded listener of a plaintext server (the proxy's lane, which serves
+// some connections itself and yields the others).
+func Serve(hs *http.Server, ln net.Listener, tc *tls.Config, plain func(net.Listener) net.Listener) error {
 	if tc != nil {
 		tc = tc.Clone()
 		tc.NextProtos = []string{"h2", "http/1.1"}
@@ -56,7 +58,11 @@ func Serve(hs *http.Server, ln net.Listener, tc *tls.Config) error {
 		hs.Protocols.SetUnencryptedHTTP2(true)
 		ln = tls.NewListener(ln, tc)
 	}
-	return hs.Serve(RefuseObsFold(ln))
+	ln = RefuseObsFold(ln)
+	if tc == nil && plain != nil {
+		ln = plain(ln)
+	}
+	return hs.Serve(ln)
 }
 
 type connKey struct{}

@@ -20,7 +20,7 @@ func serve(t *testing.T, h http.Handler) string {
 		t.Fatal(err)
 	}
 	hs := httpguard.NewServer(h, httpguard.Limits{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 32 << 10}, nil)
-	go func() { _ = httpguard.Serve(hs, ln, nil) }()
+	go func() { _ = httpguard.Serve(hs, ln, nil, nil) }()
 	t.Cleanup(func() { _ = hs.Close() })
 	return ln.Addr().String()
 }
@@ -260,7 +260,7 @@ func benchRequests(b *testing.B, guarded bool) {
 	}
 	hs := httpguard.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), httpguard.Limits{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 32 << 10}, nil)
 	if guarded {
-		go func() { _ = httpguard.Serve(hs, ln, nil) }()
+		go func() { _ = httpguard.Serve(hs, ln, nil, nil) }()
 	} else {
 		go func() { _ = hs.Serve(ln) }()
 	}

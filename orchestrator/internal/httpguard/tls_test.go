@@ -48,7 +48,7 @@ func TestTLS(t *testing.T) {
 	hs := httpguard.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s tls=%v", r.Proto, r.TLS != nil)
 	}), httpguard.Limits{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 32 << 10}, nil)
-	go func() { _ = httpguard.Serve(hs, ln, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}) }()
+	go func() { _ = httpguard.Serve(hs, ln, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}, nil) }()
 	t.Cleanup(func() { _ = hs.Close() })
 	url := "https://" + ln.Addr().String() + "/hub/health"
 	insecure := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the test's own certificate

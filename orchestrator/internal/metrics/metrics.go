@@ -253,15 +253,21 @@ func (m *Metrics) WrapProxy(h http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			i := status/100 - 1
-			if i < 0 || i > 4 {
-				i = 5
-			}
-			m.proxyCount[i].Inc()
-			m.proxyTime[i].Observe(d.Seconds())
+			m.ObserveProxy(status, d)
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// ObserveProxy counts one answered request to a user server; the proxy's
+// lane reports its requests here, WrapProxy those net/http serves.
+func (m *Metrics) ObserveProxy(status int, d time.Duration) {
+	i := status/100 - 1
+	if i < 0 || i > 4 {
+		i = 5
+	}
+	m.proxyCount[i].Inc()
+	m.proxyTime[i].Observe(d.Seconds())
 }
 
 // usageCollector exports one gauge per workspace from memory.

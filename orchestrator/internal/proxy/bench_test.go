@@ -19,7 +19,8 @@ import (
 // proxy and upstream share the machine's cores here, so the ratio is far
 // below what a proxy in front of a real (Python) Jupyter server shows.
 // "proxied-post" is a same-origin POST, which passes the Origin check; the
-// proxy runs with the default per-user caps. The "one-conn" variants send
+// proxy runs with the default per-user caps; "lane" is the proxy behind its
+// lane (as served on plain HTTP). The "one-conn" variants send
 // one request at a time over one keep-alive connection.
 func BenchmarkProxyHTTP(b *testing.B) {
 	body := []byte(`{"started":"2025-01-06T09:00:00Z","last_activity":"2025-01-06T09:01:00Z","connections":1,"kernels":1}`)
@@ -33,6 +34,12 @@ func BenchmarkProxyHTTP(b *testing.B) {
 		MaxWebsockets: 64, MaxRequests: 128})
 	front := httptest.NewServer(p)
 	defer front.Close()
+	// lane serves the same proxy through its lane, as cmd/orchestrator does
+	// on plain HTTP.
+	lane := httptest.NewUnstartedServer(p)
+	lane.Listener = p.Lane(lane.Listener, proxy.LaneOptions{})
+	lane.Start()
+	defer lane.Close()
 	target, _ := url.Parse(up.URL)
 	bareRP := httputil.NewSingleHostReverseProxy(target)
 	bareRP.Transport = proxy.NewTransport()
@@ -80,5 +87,6 @@ func BenchmarkProxyHTTP(b *testing.B) {
 		b.Run(pre+"bare", func(b *testing.B) { run(b, http.MethodGet, bare.URL, one) })
 		b.Run(pre+"proxied", func(b *testing.B) { run(b, http.MethodGet, front.URL, one) })
 		b.Run(pre+"proxied-post", func(b *testing.B) { run(b, http.MethodPost, front.URL, one) })
+		b.Run(pre+"lane", func(b *testing.B) { run(b, http.MethodGet, lane.URL, one) })
 	}
 }

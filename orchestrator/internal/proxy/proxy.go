@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -186,15 +187,7 @@ func NewTransport() *http.Transport { return newTransport(&upstreams{}) }
 // newTransport is NewTransport with its connections tracked in up.
 func newTransport(up *upstreams) *http.Transport {
 	return &http.Transport{
-		DialContext: quickAckDialer(up.dialer((&net.Dialer{
-			Timeout: 5 * time.Second, // a server that does not accept in 5 s is gone; Forget and re-resolve
-			// A server whose node died never answers nor resets: without
-			// these, a request already sent on a kept-alive connection (or
-			// an open websocket) to it waited forever, long after the
-			// server was running again elsewhere.
-			KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
-			Control:         setUserTimeout,
-		}).DialContext)),
+		DialContext:         upstreamDialer(up),
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
@@ -207,6 +200,20 @@ func newTransport(up *upstreams) *http.Transport {
 		DisableCompression: true,
 		ForceAttemptHTTP2:  false,
 	}
+}
+
+// upstreamDialer dials user servers for the transport and the lane, with
+// the connections tracked in up.
+func upstreamDialer(up *upstreams) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return quickAckDialer(up.dialer((&net.Dialer{
+		Timeout: 5 * time.Second, // a server that does not accept in 5 s is gone; Forget and re-resolve
+		// A server whose node died never answers nor resets: without
+		// these, a request already sent on a kept-alive connection (or
+		// an open websocket) to it waited forever, long after the
+		// server was running again elsewhere.
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
+		Control:         setUserTimeout,
+	}).DialContext))
 }
 
 // upstream is the per-request state handed from ServeHTTP to the
@@ -229,87 +236,114 @@ func upstreamOf(r *http.Request) *upstream {
 
 // ServeHTTP routes, authorises and forwards one request under /user/.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	adm, refuse := p.admit(r)
+	if refuse != nil {
+		refuse(w, r)
+		return
+	}
+	defer release(adm.slot)
+	st, who := adm.st, adm.who
+	ctx := context.WithValue(r.Context(), ctxKey{}, st)
+	if adm.upgrade {
+		ctx = withQuickAck(ctx)
+	}
+	r = r.WithContext(ctx)
+	st.in = r
+	if adm.upgrade {
+		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, session: who.Session, server: st.server}
+		w = &st.ww
+	} else if who.Renew != nil {
+		http.SetCookie(w, who.Renew)
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+// admission is a request ServeHTTP (or the lane) may forward: who sends
+// it, where it goes and the per-user slot it holds until it is answered.
+type admission struct {
+	st      *upstream
+	who     Identity
+	slot    *atomic.Int32
+	upgrade bool
+}
+
+// refusal writes the answer to a request that is not forwarded.
+type refusal func(w http.ResponseWriter, r *http.Request)
+
+// admit runs every check on a request to /user/: the path's spelling,
+// planted cookies, identity, origin, access, the user's caps, and the
+// server's address. It either admits the request (the caller releases
+// adm.slot once it is answered) or returns the refusal to write.
+func (p *Proxy) admit(r *http.Request) (adm admission, refuse refusal) {
 	escaped := r.URL.EscapedPath()
 	name, rest, ok := ParseUserPath(escaped)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "bad request path")
-		return
+		return adm, errorAnswer(http.StatusBadRequest, "bad request path")
 	}
 	// One spelling per server: the canonical name, canonically escaped, with
 	// the trailing slash Jupyter's base_url needs. Nothing is revealed by
 	// this; a name no user can have has no server.
 	user, err := p.o.Namer.Canonical(name)
 	if err != nil {
-		writeError(w, http.StatusNotFound, "no such user")
-		return
+		return adm, errorAnswer(http.StatusNotFound, "no such user")
 	}
 	seg := escaped[len(userPrefix) : len(escaped)-len(rest)]
 	if canon := url.PathEscape(user); canon != seg || rest == "" {
 		if rest == "" {
 			rest = "/"
 		}
-		p.redirect(w, r, userPrefix+canon+rest+querySuffix(r))
-		return
+		return adm, func(w http.ResponseWriter, r *http.Request) {
+			p.redirect(w, r, userPrefix+canon+rest+querySuffix(r))
+		}
 	}
 
 	for _, ck := range []string{p.o.CookieName, p.o.ServerCookieName} {
 		if ck != "" && sessionCookies(r, ck) > 1 {
-			writeRefusal(w, http.StatusBadRequest, "refused: this request carries two "+ck+
+			return adm, refusalAnswer(http.StatusBadRequest, "refused: this request carries two "+ck+
 				" cookies, one of them planted by another site; clear this site's cookies in your browser and log in again")
-			return
 		}
 	}
 	who, ok := p.identify(r, name)
 	if why := p.origins.crossOrigin(r, who.Via == "token"); ok && why != "" {
-		writeRefusal(w, http.StatusForbidden, "refused: "+why+"; open "+name+"'s server from the hub's own address "+
+		return adm, refusalAnswer(http.StatusForbidden, "refused: "+why+"; open "+name+"'s server from the hub's own address "+
 			"(an admin can allow another site in proxy.allowed_origins)")
-		return
 	}
 	switch {
 	case !ok:
 		if isNavigation(r) {
 			// The hub checks its session, mints this server's access
 			// cookie and sends the browser back (or to the login form).
-			p.redirect(w, r, p.o.HubPrefix+"user-cookie?next="+url.QueryEscape(escaped+querySuffix(r)))
-			return
+			return adm, func(w http.ResponseWriter, r *http.Request) {
+				p.redirect(w, r, p.o.HubPrefix+"user-cookie?next="+url.QueryEscape(escaped+querySuffix(r)))
+			}
 		}
-		writeError(w, http.StatusUnauthorized, "authentication required: log in at "+p.o.HubPrefix+"login or send an API token")
-		return
+		return adm, errorAnswer(http.StatusUnauthorized, "authentication required: log in at "+p.o.HubPrefix+"login or send an API token")
 	case who.Server != "" && who.Server != name, !MayAccess(who, name, p.o.AdminAccess):
-		writeError(w, http.StatusForbidden, "you may not access the server of "+name)
-		return
+		return adm, errorAnswer(http.StatusForbidden, "you may not access the server of "+name)
 	case who.User != name && p.seen.first(who.User, name, p.now()):
 		p.acc.AdminAccess(who.User, name)
 	}
 	upgrade := r.Header.Get("Upgrade") != ""
 	slot, ok := p.limits.acquire(who.User, upgrade)
 	if !ok {
-		p.tooMany(w, who.User, upgrade)
-		return
+		return adm, func(w http.ResponseWriter, _ *http.Request) { p.tooMany(w, who.User, upgrade) }
 	}
-	defer release(slot)
 
 	addr, token, err := p.res.Target(r.Context(), name)
 	if err != nil {
-		p.targetError(w, r, name, rest, err)
-		return
+		release(slot)
+		return adm, func(w http.ResponseWriter, r *http.Request) { p.targetError(w, r, name, rest, err) }
 	}
 	p.act.Touch(name)
+	return admission{st: &upstream{server: name, addr: addr, token: token}, who: who, slot: slot, upgrade: upgrade}, nil
+}
 
-	st := &upstream{server: name, addr: addr, token: token}
-	ctx := context.WithValue(r.Context(), ctxKey{}, st)
-	if upgrade {
-		ctx = withQuickAck(ctx)
-	}
-	r = r.WithContext(ctx)
-	st.in = r
-	if upgrade {
-		st.ww = wsWriter{ResponseWriter: w, p: p, who: who.User, session: who.Session, server: name}
-		w = &st.ww
-	} else if who.Renew != nil {
-		http.SetCookie(w, who.Renew)
-	}
-	p.rp.ServeHTTP(w, r)
+func errorAnswer(status int, msg string) refusal {
+	return func(w http.ResponseWriter, _ *http.Request) { writeError(w, status, msg) }
+}
+
+func refusalAnswer(status int, msg string) refusal {
+	return func(w http.ResponseWriter, _ *http.Request) { writeRefusal(w, status, msg) }
 }
 
 // identify finds who sends r to server. With an access cookie the cookie

@@ -160,6 +160,7 @@ type seen struct {
 	Authorization string `json:"authorization"`
 	XFF           string `json:"xff"`
 	Body          string `json:"body"`
+	Remote        string `json:"remote"` // the connection it came on
 }
 
 type env struct {
@@ -241,6 +242,7 @@ func (e *env) upstream(w http.ResponseWriter, r *http.Request) {
 		Cookie:        r.Header.Get("Cookie"),
 		Authorization: r.Header.Get("Authorization"),
 		XFF:           r.Header.Get("X-Forwarded-For"),
+		Remote:        r.RemoteAddr,
 	})
 }
 
