@@ -282,10 +282,14 @@ func serve(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	errc := make(chan error, 2)
 	go func() {
 		log.Info("listening", "address", addr, "tls", cfg.TLS.CertFile != "", "public_url", cfg.PublicURL)
-		errc <- httpguard.Serve(hs, ln, tc, func(ln net.Listener) net.Listener {
-			return px.Lane(ln, proxy.LaneOptions{ReadHeaderTimeout: limits.ReadHeaderTimeout, IdleTimeout: limits.IdleTimeout,
-				MaxHeaderBytes: limits.MaxHeaderBytes, Observe: m.ObserveProxy})
-		})
+		var lane func(net.Listener) net.Listener
+		if cfg.Proxy.Lane {
+			lane = func(ln net.Listener) net.Listener {
+				return px.Lane(ln, proxy.LaneOptions{ReadHeaderTimeout: limits.ReadHeaderTimeout, IdleTimeout: limits.IdleTimeout,
+					MaxHeaderBytes: limits.MaxHeaderBytes, Observe: m.ObserveProxy})
+			}
+		}
+		errc <- httpguard.Serve(hs, ln, tc, lane)
 	}()
 	var redirect *http.Server
 	if cfg.TLS.CertFile != "" && cfg.Listen.RedirectPort > 0 {

@@ -219,6 +219,7 @@ type Proxy struct {
 	AllowedOrigins       []string `yaml:"allowed_origins" help:"Origins (scheme://host[:port]) besides the hub's own (public_url, or the address a request was sent to) whose pages may open websockets to and send POST/PUT/PATCH/DELETE to /user/NAME/; any other Origin, and Sec-Fetch-Site cross-site or same-site, is refused (403)."`
 	MaxWebsocketsPerUser int      `yaml:"max_websockets_per_user" help:"Proxied websockets (kernels, terminals) one user may hold open on one replica; beyond it 429. 0 = no cap."`
 	MaxRequestsPerUser   int      `yaml:"max_requests_per_user" help:"Proxied HTTP requests of one user in flight at once on one replica; beyond it 429. 0 = no cap."`
+	Lane                 bool     `yaml:"lane" help:"On plain HTTP, forward GET and HEAD requests to /user/ on each client connection's own goroutine over one kept connection to the server (about 0.8 of direct at one connection instead of 0.65); every other request takes net/http's path, as all do with false or behind tls.cert_file."`
 }
 
 // Lifecycle holds the scheduled jobs.
@@ -344,7 +345,7 @@ func Default() Config {
 			},
 		},
 		Session: Session{CookieName: "swarmhub-session", IdleTimeout: 8 * time.Hour, MaxLifetime: 168 * time.Hour},
-		Proxy:   Proxy{MaxWebsocketsPerUser: 64, MaxRequestsPerUser: 128},
+		Proxy:   Proxy{MaxWebsocketsPerUser: 64, MaxRequestsPerUser: 128, Lane: true},
 		Lifecycle: Lifecycle{
 			Cull: Cull{
 				Enabled: true, Schedule: "@every 1m", Timeout: 15 * time.Minute,

@@ -500,10 +500,36 @@ func (lc *laneConn) writeAnswer(req *http.Request, res *http.Response, closeAfte
 	return true, bw.Flush()
 }
 
+// maxResponseHeader bounds what the lane reads of a server's answer before
+// its header ends; a larger header fails the exchange, and net/http's path
+// (which allows 10 MiB) takes the request.
+const maxResponseHeader = 1 << 20
+
+// capReader fails reads once n bytes were read; n < 0: no bound.
+type capReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *capReader) Read(b []byte) (int, error) {
+	if c.n == 0 {
+		return 0, errors.New("user server's answer header too large for the lane")
+	}
+	if c.n > 0 && len(b) > c.n {
+		b = b[:c.n]
+	}
+	n, err := c.r.Read(b)
+	if c.n > 0 {
+		c.n -= n
+	}
+	return n, err
+}
+
 // laneUpstream is a client connection's kept connection to a user server.
 type laneUpstream struct {
 	addr string
 	c    net.Conn
+	cr   capReader
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	used bool // an exchange completed on it: it may have been closed since
@@ -530,7 +556,9 @@ func (lc *laneConn) exchange(addr string, out *http.Request) (*http.Response, er
 			if err != nil {
 				return nil, err
 			}
-			lc.up = &laneUpstream{addr: addr, c: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c)}
+			u := &laneUpstream{addr: addr, c: c, cr: capReader{r: c, n: -1}, bw: bufio.NewWriter(c)}
+			u.br = bufio.NewReader(&u.cr)
+			lc.up = u
 		}
 		u := lc.up
 		err := out.Write(u.bw)
@@ -539,7 +567,11 @@ func (lc *laneConn) exchange(addr string, out *http.Request) (*http.Response, er
 		}
 		var res *http.Response
 		if err == nil {
+			// A server's header is bounded, as http.Transport bounds it
+			// (a user server is not trusted with the replica's memory).
+			u.cr.n = maxResponseHeader
 			res, err = http.ReadResponse(u.br, out)
+			u.cr.n = -1
 		}
 		if err == nil {
 			u.used = true
@@ -574,8 +606,13 @@ var errHeaderTooLarge = errors.New("request header too large for the lane")
 // start begins a request: of what was read, only the keep bytes not yet
 // parsed (a pipelined request's) stay.
 func (r *recorder) start(keep, limit int) {
-	n := copy(r.buf, r.buf[len(r.buf)-keep:])
-	r.buf = r.buf[:n]
+	tail := r.buf[len(r.buf)-keep:]
+	if cap(r.buf) > 64<<10 && keep < 4<<10 {
+		// One large header does not keep its buffer for the connection's life.
+		r.buf = append(make([]byte, 0, 4<<10), tail...)
+	} else {
+		r.buf = r.buf[:copy(r.buf, tail)]
+	}
 	r.limit = limit
 }
 

@@ -211,8 +211,8 @@ func get(path, cookie string) string {
 	return "GET " + path + " HTTP/1.1\r\nHost: hub.example\r\nCookie: " + accessCookie + "=" + cookie + "\r\n\r\n"
 }
 
-// TestLaneKeepsOneConnectionEachWay: twenty requests on one client
-// connection reach the server on one connection, and never net/http.
+// TestLaneKeepsOneConnectionEachWay: 21 requests on one client connection
+// reach the server on one connection, and never net/http.
 func TestLaneKeepsOneConnectionEachWay(t *testing.T) {
 	e := newEnv(t, false)
 	conns := map[string]bool{}
@@ -233,14 +233,22 @@ func TestLaneKeepsOneConnectionEachWay(t *testing.T) {
 			t.Fatalf("request %d: Date %q, close %v", i, res.Header.Get("Date"), res.Close)
 		}
 	}
+	// A last request asking to close: answered, then the connection ends.
+	rc.send(strings.Replace(get("/user/alice/api/status", "s-alice"), "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1))
+	if res, _ := rc.read(http.MethodGet); res.StatusCode != http.StatusOK || !res.Close {
+		t.Fatalf("Connection: close: status %d, close %v", res.StatusCode, res.Close)
+	}
+	if _, err := rc.br.ReadByte(); err != io.EOF {
+		t.Errorf("after Connection: close: read %v, want EOF", err)
+	}
 	if n := len(conns); n != 1 {
 		t.Errorf("the server saw %d connections, want 1", n)
 	}
 	if n := lf.netHTTP.Load(); n != 0 {
 		t.Errorf("net/http served %d requests, want none", n)
 	}
-	if got := e.act.get("alice"); got != 20 {
-		t.Errorf("activity touched %d times, want 20", got)
+	if got := e.act.get("alice"); got != 21 {
+		t.Errorf("activity touched %d times, want 21 (one per request)", got)
 	}
 }
 
@@ -430,5 +438,51 @@ func TestLaneCloseEndsIdleConnections(t *testing.T) {
 	}
 	if !slices.Contains([]string{"tcp"}, lane.Addr().Network()) {
 		t.Errorf("Addr %v", lane.Addr())
+	}
+}
+
+// TestLaneBoundsAServersHeader: a user server sending an endless header
+// does not make the lane read it all; net/http's path answers 502.
+func TestLaneBoundsAServersHeader(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var sent atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = bufio.NewReader(c).ReadString('\n')
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+				line := []byte("X-Junk: " + strings.Repeat("j", 1000) + "\r\n")
+				for sent.Load() < 64<<20 {
+					n, err := c.Write(line)
+					sent.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	res := &fakeResolver{addr: map[string]string{"alice": ln.Addr().String()}}
+	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
+	lf := newLaneFront(t, p)
+	rc := dialRaw(t, lf.host)
+	rc.send(get("/user/alice/api/status", "s-alice"))
+	if ans, body := rc.read(http.MethodGet); ans.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502: %s", ans.StatusCode, body)
+	}
+	if n := lf.netHTTP.Load(); n != 1 {
+		t.Errorf("net/http served %d requests, want the one the lane gave up", n)
+	}
+	if n := sent.Load(); n >= 64<<20 {
+		t.Errorf("the server got %d bytes of header through, want it cut off", n)
 	}
 }
