@@ -154,7 +154,7 @@ func (l *lane) serve(c net.Conn) {
 	lc.rec.Conn = c
 	lc.br = bufio.NewReader(&lc.rec)
 	lc.bw = bufio.NewWriterSize(c, 16<<10)
-	defer lc.up.close()
+	defer func() { lc.up.close() }()
 	for {
 		lc.rec.start(lc.br.Buffered(), l.o.MaxHeaderBytes+4096)
 		if !lc.waitRequest() {

@@ -486,3 +486,33 @@ func TestLaneBoundsAServersHeader(t *testing.T) {
 		t.Errorf("the server got %d bytes of header through, want it cut off", n)
 	}
 }
+
+// TestLaneClosesTheServerConnectionWithTheClients: a client leaving does
+// not leave its kept server connection open.
+func TestLaneClosesTheServerConnectionWithTheClients(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
+	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
+	lf := newLaneFront(t, p)
+	rc := dialRaw(t, lf.host)
+	rc.send(get("/user/alice/api/status", "s-alice"))
+	if ans, _ := rc.read(http.MethodGet); ans.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", ans.StatusCode)
+	}
+	rc.c.Close()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server connection stays open after the client left")
+	}
+}
