@@ -102,17 +102,7 @@ func TestSmallAnswerInOneWrite(t *testing.T) {
 // only after the browser has read the first through the proxy.
 func TestStreamPassedOnAsItComes(t *testing.T) {
 	release := make(chan struct{})
-	front, _ := frontFor(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		_, _ = w.Write([]byte("first\n"))
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		_, _ = w.Write([]byte("second\n"))
-	}))
+	front, _ := frontFor(t, twoPieces(release))
 	res := getAlice(t, front, "api/stream")
 	defer res.Body.Close()
 	br := bufio.NewReader(res.Body)
@@ -124,5 +114,21 @@ func TestStreamPassedOnAsItComes(t *testing.T) {
 	rest, err := br.ReadString('\n')
 	if err != nil || !strings.HasPrefix(rest, "second") {
 		t.Fatalf("second line %q, %v", rest, err)
+	}
+}
+
+// twoPieces streams "first", flushes, and sends "second" once release is
+// closed.
+func twoPieces(release <-chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_, _ = w.Write([]byte("first\n"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write([]byte("second\n"))
 	}
 }

@@ -57,6 +57,13 @@ func newLaneFront(t *testing.T, p *proxy.Proxy) *laneFront {
 	return f
 }
 
+// aliceLane is a lane front for a proxy that finds alice's server at addr.
+func aliceLane(t *testing.T, addr string) *laneFront {
+	res := &fakeResolver{addr: map[string]string{"alice": addr}}
+	return newLaneFront(t, proxy.New(identities, res, nil, nil,
+		proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer}))
+}
+
 func (f *laneFront) observedCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -323,21 +330,9 @@ func TestLaneLeavesOddRequestsToNetHTTP(t *testing.T) {
 // the client has read the first.
 func TestLaneStreamsAsItComes(t *testing.T) {
 	release := make(chan struct{})
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		_, _ = w.Write([]byte("first\n"))
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		_, _ = w.Write([]byte("second\n"))
-	}))
+	up := httptest.NewServer(twoPieces(release))
 	t.Cleanup(up.Close)
-	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
-	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
-	lf := newLaneFront(t, p)
+	lf := aliceLane(t, up.Listener.Addr().String())
 	rc := dialRaw(t, lf.host)
 	rc.send(get("/user/alice/api/stream", "s-alice"))
 	ans, err := http.ReadResponse(rc.br, &http.Request{Method: http.MethodGet})
@@ -471,9 +466,7 @@ func TestLaneBoundsAServersHeader(t *testing.T) {
 			}()
 		}
 	}()
-	res := &fakeResolver{addr: map[string]string{"alice": ln.Addr().String()}}
-	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
-	lf := newLaneFront(t, p)
+	lf := aliceLane(t, ln.Addr().String())
 	rc := dialRaw(t, lf.host)
 	rc.send(get("/user/alice/api/status", "s-alice"))
 	if ans, body := rc.read(http.MethodGet); ans.StatusCode != http.StatusBadGateway {
@@ -501,9 +494,7 @@ func TestLaneClosesTheServerConnectionWithTheClients(t *testing.T) {
 	}
 	up.Start()
 	t.Cleanup(up.Close)
-	res := &fakeResolver{addr: map[string]string{"alice": up.Listener.Addr().String()}}
-	p := proxy.New(identities, res, nil, nil, proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer})
-	lf := newLaneFront(t, p)
+	lf := aliceLane(t, up.Listener.Addr().String())
 	rc := dialRaw(t, lf.host)
 	rc.send(get("/user/alice/api/status", "s-alice"))
 	if ans, _ := rc.read(http.MethodGet); ans.StatusCode != http.StatusOK {
