@@ -343,11 +343,24 @@ func (lc *laneConn) forward(req *http.Request) outcome {
 	p.rewrite(&httputil.ProxyRequest{In: in, Out: out})
 
 	res, err := lc.exchange(st.addr, out)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			p.res.Forget(st.server) // net/http's path resolves it afresh
+	if isDialError(err) {
+		// As errorHandler does: the server moved or restarted; resolve it
+		// afresh and try once more, then answer the failure here (handing
+		// over would dial the dead address twice more).
+		p.res.Forget(st.server)
+		addr, token, terr := p.res.Target(l.ctx, st.server)
+		if terr != nil {
+			return handedOver // net/http's path answers what Target says
 		}
+		st.addr, st.token = addr, token
+		out = outbound(in)
+		p.rewrite(&httputil.ProxyRequest{In: in, Out: out})
+		if res, err = lc.exchange(st.addr, out); isDialError(err) {
+			st.retried = true
+			res, err = p.bufferedError(in, err), nil
+		}
+	}
+	if err != nil {
 		return handedOver
 	}
 	if res.StatusCode < 200 || len(res.Trailer) > 0 {
@@ -369,7 +382,7 @@ func (lc *laneConn) forward(req *http.Request) outcome {
 	l.mu.Unlock()
 	complete, werr := lc.writeAnswer(req, res, closeAfter)
 	res.Body.Close()
-	if !complete || res.Close || lc.up.br.Buffered() > 0 {
+	if lc.up != nil && (!complete || res.Close || lc.up.br.Buffered() > 0) {
 		lc.up.close()
 		lc.up = nil
 	}
@@ -380,6 +393,43 @@ func (lc *laneConn) forward(req *http.Request) outcome {
 		return closeConn
 	}
 	return answered
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// bufferedError is errorHandler's answer to a failed exchange, as a
+// response the lane writes (a short JSON error, or 499 with no body).
+func (p *Proxy) bufferedError(r *http.Request, err error) *http.Response {
+	a := &bufferedAnswer{h: http.Header{}}
+	p.errorHandler(a, r, err)
+	if a.code == 0 {
+		a.code = http.StatusOK
+	}
+	return &http.Response{StatusCode: a.code, Header: a.h, ContentLength: int64(a.body.Len()),
+		Body: io.NopCloser(&a.body), Request: r}
+}
+
+// bufferedAnswer is an http.ResponseWriter kept in memory.
+type bufferedAnswer struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func (a *bufferedAnswer) Header() http.Header { return a.h }
+
+func (a *bufferedAnswer) WriteHeader(code int) {
+	if a.code == 0 {
+		a.code = code
+	}
+}
+
+func (a *bufferedAnswer) Write(b []byte) (int, error) {
+	a.WriteHeader(http.StatusOK)
+	return a.body.Write(b)
 }
 
 // outbound is the request sent upstream, shaped as ReverseProxy shapes it

@@ -125,7 +125,7 @@ func TestLaneAnswersAsNetHTTPDoes(t *testing.T) {
 	e := newEnv(t, false)
 	dead := deadAddr(t)
 	e.res.mu.Lock()
-	e.res.addr["abc"] = dead
+	e.res.addr["ab"] = dead
 	e.res.notRunning["bob"] = true
 	e.res.mu.Unlock()
 	lf := newLaneFront(t, e.p)
@@ -149,7 +149,7 @@ func TestLaneAnswersAsNetHTTPDoes(t *testing.T) {
 		{"non-canonical path", req{path: "/user/alice", session: "s-alice"}, false},
 		{"stopped server, page", req{path: "/user/bob/tree", session: "s-bob", header: map[string]string{"Accept": "text/html"}}, false},
 		{"stopped server, API", req{path: "/user/bob/api/status", session: "s-bob"}, false},
-		{"server gone", req{path: "/user/abc/api/status", session: "s-admin"}, false},
+		{"server gone", req{path: "/user/ab/api/status", session: "s-ab"}, true},
 		{"post", req{method: http.MethodPost, path: "/user/alice/api/contents", session: "s-alice", body: `{"type":"notebook"}`,
 			header: map[string]string{"Origin": "BASE", "Content-Type": "application/json"}}, false},
 		{"cross-site GET", req{path: "/user/alice/api/contents", session: "s-alice", header: map[string]string{"Sec-Fetch-Site": "cross-site"}}, true},
@@ -169,7 +169,7 @@ func TestLaneAnswersAsNetHTTPDoes(t *testing.T) {
 			}
 		})
 	}
-	if got, want := lf.observedCount(), 6; got != want {
+	if got, want := lf.observedCount(), 7; got != want {
 		t.Errorf("the lane reported %d answers to the metrics, want %d", got, want)
 	}
 }
@@ -431,8 +431,8 @@ func TestLaneCloseEndsIdleConnections(t *testing.T) {
 	if _, err := rc.br.ReadByte(); err != io.EOF {
 		t.Errorf("idle connection after Close: read %v, want EOF", err)
 	}
-	if !slices.Contains([]string{"tcp"}, lane.Addr().Network()) {
-		t.Errorf("Addr %v", lane.Addr())
+	if lane.Addr().String() != ln.Addr().String() {
+		t.Errorf("Addr %v, want the listener's %v", lane.Addr(), ln.Addr())
 	}
 }
 
@@ -505,5 +505,28 @@ func TestLaneClosesTheServerConnectionWithTheClients(t *testing.T) {
 	case <-closed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the server connection stays open after the client left")
+	}
+}
+
+// TestLaneRetriesAMovedServer: a server that no longer accepts at its
+// cached address is resolved afresh and reached at its new one, by the
+// lane itself, as net/http's path does.
+func TestLaneRetriesAMovedServer(t *testing.T) {
+	e := newEnv(t, false)
+	e.res.mu.Lock()
+	e.res.next["alice"] = e.res.addr["alice"]
+	e.res.addr["alice"] = deadAddr(t)
+	e.res.mu.Unlock()
+	lf := newLaneFront(t, e.p)
+	rc := dialRaw(t, lf.host)
+	rc.send(get("/user/alice/api/status", "s-alice"))
+	if res, body := rc.read(http.MethodGet); res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", res.StatusCode, body)
+	}
+	e.res.mu.Lock()
+	forgotten := slices.Clone(e.res.forgotten)
+	e.res.mu.Unlock()
+	if !slices.Equal(forgotten, []string{"alice"}) || lf.netHTTP.Load() != 0 {
+		t.Errorf("forgotten %v, net/http served %d; want alice forgotten once, and the lane to answer", forgotten, lf.netHTTP.Load())
 	}
 }
