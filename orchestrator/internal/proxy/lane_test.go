@@ -169,6 +169,11 @@ func TestLaneAnswersAsNetHTTPDoes(t *testing.T) {
 			}
 		})
 	}
+	// The lane reports an answer once it is written: the client may have
+	// read it a moment before.
+	for end := time.Now().Add(10 * time.Second); lf.observedCount() < 7 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got, want := lf.observedCount(), 7; got != want {
 		t.Errorf("the lane reported %d answers to the metrics, want %d", got, want)
 	}
