@@ -535,3 +535,43 @@ func TestLaneRetriesAMovedServer(t *testing.T) {
 		t.Errorf("forgotten %v, net/http served %d; want alice forgotten once, and the lane to answer", forgotten, lf.netHTTP.Load())
 	}
 }
+
+// TestLaneThenWebsocketOnOneConnection: a connection the lane served
+// carries a websocket upgrade next; net/http takes it over and the
+// websocket works.
+func TestLaneThenWebsocketOnOneConnection(t *testing.T) {
+	e := newEnv(t, false)
+	lf := newLaneFront(t, e.p)
+	rc := dialRaw(t, lf.host)
+	rc.send(get("/user/alice/api/status", "s-alice"))
+	if res, _ := rc.read(http.MethodGet); res.StatusCode != http.StatusOK {
+		t.Fatalf("GET: %d", res.StatusCode)
+	}
+	rc.send("GET /user/alice/api/kernels/k/ws HTTP/1.1\r\nHost: " + lf.host + "\r\nOrigin: http://" + lf.host +
+		"\r\nCookie: " + accessCookie + "=s-alice\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	res, err := http.ReadResponse(rc.br, &http.Request{Method: http.MethodGet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("upgrade: %d %s", res.StatusCode, b)
+	}
+	// One masked text frame "hi"; the server echoes it unmasked.
+	mask := []byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | 2, mask[0], mask[1], mask[2], mask[3], 'h' ^ mask[0], 'i' ^ mask[1]}
+	if _, err := rc.c.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(rc.br, echo); err != nil {
+		t.Fatal(err)
+	}
+	if string(echo) != "\x81\x02hi" {
+		t.Errorf("echo %q, want a text frame \"hi\"", echo)
+	}
+	if n := lf.netHTTP.Load(); n != 1 {
+		t.Errorf("net/http served %d requests, want the upgrade", n)
+	}
+}
