@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,6 +156,15 @@ func (l *lane) serve(c net.Conn) {
 	lc.br = bufio.NewReader(&lc.rec)
 	lc.bw = bufio.NewWriterSize(c, 16<<10)
 	defer func() { lc.up.close() }()
+	defer func() {
+		// As net/http does for a handler: a panic ends this connection, not
+		// the process.
+		if v := recover(); v != nil {
+			_ = c.Close()
+			l.p.log.Error("panic serving a proxied request", "panic", v, "remote", c.RemoteAddr().String(),
+				"stack", string(debug.Stack()))
+		}
+	}()
 	for {
 		lc.rec.start(lc.br.Buffered(), l.o.MaxHeaderBytes+4096)
 		if !lc.waitRequest() {

@@ -575,3 +575,22 @@ func TestLaneThenWebsocketOnOneConnection(t *testing.T) {
 		t.Errorf("net/http served %d requests, want the upgrade", n)
 	}
 }
+
+type panickingIdentifier struct{}
+
+func (panickingIdentifier) Identify(*http.Request, string) (proxy.Identity, bool) { panic("identity bug") }
+
+// TestLaneSurvivesAPanic: a panic while serving a request ends that
+// connection, as net/http's server does for a handler, not the process.
+func TestLaneSurvivesAPanic(t *testing.T) {
+	res := &fakeResolver{addr: map[string]string{"alice": deadAddr(t)}}
+	lf := newLaneFront(t, proxy.New(panickingIdentifier{}, res, nil, nil,
+		proxy.Options{CookieName: hubCookie, ServerCookieName: accessCookie, Logger: quiet, Namer: namer}))
+	for range 2 {
+		rc := dialRaw(t, lf.host)
+		rc.send(get("/user/alice/api/status", "s-alice"))
+		if _, err := http.ReadResponse(rc.br, nil); err == nil {
+			t.Fatal("an answer came from a request whose identity check panicked")
+		}
+	}
+}
