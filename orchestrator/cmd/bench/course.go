@@ -21,7 +21,7 @@ import (
 type courseResult struct {
 	N, Done, Failed int
 	Login           dist // swarmhub only: login page to home page
-	TTFC            dist // start request (bare: service create) to the first cell's result
+	TTFC            dist // start request (bare: arrival, before any wait for a slot) to the first cell's result
 	AllDone         time.Duration
 	Counters        startCounters
 	DockerCalls     float64 // per spawn
@@ -51,7 +51,8 @@ func arrivals(n int, spread time.Duration) []time.Duration {
 // the next replica in turn, log in, press start, follow the progress stream
 // and run 1+1 in a fresh kernel through the proxy. Then the same number of
 // bare services, created on the same schedule straight through the Docker
-// API, each with its first cell run directly on the task's address.
+// API, each with its first cell run directly on the task's address: with
+// as many starts in flight as swarmhub allows, and all at once.
 func (e *env) suiteCourse(ctx context.Context) ([]table, error) {
 	hubs, err := e.replicaAddrs(ctx)
 	if err != nil {
@@ -89,10 +90,15 @@ func (e *env) suiteCourse(ctx context.Context) ([]table, error) {
 	if err := e.stopCourse(ctx, users); err != nil {
 		return nil, err
 	}
-	bare := e.courseBare(ctx, names("coursebare", 1, e.o.CourseUsers))
-	e.logf("course: bare side done: %d/%d, %d failed", bare.Done, bare.N, bare.Failed)
-	if err := e.removeBare(ctx); err != nil {
-		return nil, err
+	bound := e.cfg.Notebook.ConcurrentSpawnLimit
+	bare := courseBareSides(e.o.CourseBare, bound)
+	for i := range bare {
+		b := &bare[i]
+		b.courseResult = e.courseBare(ctx, names(b.Prefix, 1, e.o.CourseUsers), newStartSlots(b.Limit))
+		e.logf("course: %s side done: %d/%d, %d failed", b.Name, b.Done, b.N, b.Failed)
+		if err := e.removeBare(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	t := table{
@@ -102,22 +108,40 @@ func (e *env) suiteCourse(ctx context.Context) ([]table, error) {
 	t.add("swarmhub (login, start, progress stream, 1+1 through the proxy)", secs(orch.Login.P50), secs(orch.Login.P99),
 		secs(orch.TTFC.P50), secs(orch.TTFC.P95), secs(orch.TTFC.Max), secs(orch.AllDone),
 		fmt.Sprintf("%d/%d", orch.Done, orch.N), fmt.Sprint(orch.Failed), fmt.Sprint(orch.Counters.TooMany), fmt.Sprintf("%.1f", orch.DockerCalls))
-	t.add("bare docker service create + task-IP poll, 1+1 direct", "–", "–",
-		secs(bare.TTFC.P50), secs(bare.TTFC.P95), secs(bare.TTFC.Max), secs(bare.AllDone),
-		fmt.Sprintf("%d/%d", bare.Done, bare.N), fmt.Sprint(bare.Failed), "–", fmt.Sprintf("%.1f", bare.DockerCalls))
-	t.add("ratio swarmhub / bare", "", "", ratio(orch.TTFC.P50.Seconds(), bare.TTFC.P50.Seconds()),
-		ratio(orch.TTFC.P95.Seconds(), bare.TTFC.P95.Seconds()), ratio(orch.TTFC.Max.Seconds(), bare.TTFC.Max.Seconds()),
-		ratio(orch.AllDone.Seconds(), bare.AllDone.Seconds()), "", "", "", ratio(orch.DockerCalls, bare.DockerCalls))
+	for _, b := range bare {
+		label := "bare docker service create + task-IP poll, 1+1 direct"
+		if b.Limit > 0 {
+			label = fmt.Sprintf("bounded bare: the same, at most %d starts in flight", b.Limit)
+		}
+		t.add(label, "–", "–", secs(b.TTFC.P50), secs(b.TTFC.P95), secs(b.TTFC.Max), secs(b.AllDone),
+			fmt.Sprintf("%d/%d", b.Done, b.N), fmt.Sprint(b.Failed), "–", fmt.Sprintf("%.1f", b.DockerCalls))
+	}
+	for _, b := range bare {
+		t.add("ratio swarmhub / "+b.Name, "", "", ratio(orch.TTFC.P50.Seconds(), b.TTFC.P50.Seconds()),
+			ratio(orch.TTFC.P95.Seconds(), b.TTFC.P95.Seconds()), ratio(orch.TTFC.Max.Seconds(), b.TTFC.Max.Seconds()),
+			ratio(orch.AllDone.Seconds(), b.AllDone.Seconds()), "", "", "", ratio(orch.DockerCalls, b.DockerCalls))
+	}
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("Image %s (notebook.image of the cluster; its kernel evaluates sums of integers). Student i arrives at i×%s/%d on replica i mod %d, logs in (login page, form, home page: the login columns), asks for their server (retrying after each 429 as the spawn page does, honouring Retry-After; notebook.concurrent_spawn_limit %d across the replicas, starts_per_node %d), follows the progress stream, fetches the server's access cookie, creates a kernel and runs 1+1 over its websocket. First cell counts from the start request to the execute_reply; all done from the first arrival to the last result.",
 			e.cfg.Notebook.Image, e.o.CourseSpread, len(users), len(hubs), e.cfg.Notebook.ConcurrentSpawnLimit, e.cfg.Notebook.StartsPerNode),
-		fmt.Sprintf("The baseline creates the spawner's service spec on the same schedule through the manager's Docker API, polls the task's address and the server's /api/status every %s, then creates a kernel and runs 1+1 on the task's address with the token; it ran after every swarmhub server was stopped and gone.", probeInterval),
-		fmt.Sprintf("Docker calls per spawn: swarmhub_docker_requests_total summed over the replicas during the run (%.0f), less the background rate of a %s idle window before it (%.1f per second), divided by the students; the baseline's are the bench's own calls. Timeouts: %d; 5xx: %d.",
-			raw, idle, idleRate, orch.Counters.Timeouts, orch.Counters.ServerErr))
-	if orch.Failed > 0 || bare.Failed > 0 {
-		t.Notes = append(t.Notes, fmt.Sprintf("**Failures: swarmhub %d, baseline %d.** Each side's times are over its successes only, so the ratios compare unlike sets.", orch.Failed, bare.Failed))
+		fmt.Sprintf("The baseline creates the spawner's service spec on the same schedule through the manager's Docker API, polls the task's address and the server's /api/status every %s, then creates a kernel and runs 1+1 on the task's address with the token; it ran after every swarmhub server was stopped and gone (each baseline side after the previous one's services were removed and their containers gone; the bounded one first).", probeInterval))
+	if e.o.CourseBare != "all" {
+		t.Notes = append(t.Notes, fmt.Sprintf("The bounded baseline holds at most %d starts in flight (notebook.concurrent_spawn_limit; one bound across the run, no bound per node as starts_per_node is for swarmhub): a start takes a slot from service create until /api/status answers, and a student waits for a free slot first. Its first cell counts from the student's arrival, so the wait for a slot counts as swarmhub's wait in line does.", bound))
 	}
-	for _, er := range append(orch.Errs, bare.Errs...) {
+	t.Notes = append(t.Notes, fmt.Sprintf("Docker calls per spawn: swarmhub_docker_requests_total summed over the replicas during the run (%.0f), less the background rate of a %s idle window before it (%.1f per second), divided by the students; the baseline's are the bench's own calls. Timeouts: %d; 5xx: %d.",
+		raw, idle, idleRate, orch.Counters.Timeouts, orch.Counters.ServerErr))
+	errs := orch.Errs
+	failures := fmt.Sprintf("swarmhub %d", orch.Failed)
+	anyFailed := orch.Failed > 0
+	for _, b := range bare {
+		errs = append(errs, b.Errs...)
+		failures += fmt.Sprintf(", %s %d", b.Name, b.Failed)
+		anyFailed = anyFailed || b.Failed > 0
+	}
+	if anyFailed {
+		t.Notes = append(t.Notes, "**Failures: "+failures+".** Each side's times are over its successes only, so the ratios compare unlike sets.")
+	}
+	for _, er := range errs {
 		t.Notes = append(t.Notes, "Error: "+er)
 	}
 	if e.o.Stats == "" {
@@ -129,6 +153,57 @@ func (e *env) suiteCourse(ctx context.Context) ([]table, error) {
 		return []table{t}, nil
 	}
 	return []table{t, rt}, nil
+}
+
+// courseSide is one baseline side of the course suite.
+type courseSide struct {
+	Name   string // in the tables
+	Prefix string // of its users' names
+	Limit  int    // starts in flight at once; 0 = no bound
+	courseResult
+}
+
+// courseBareSides are the baselines --course-bare asks for, in the order
+// they run: the bounded one first, as the unbounded one may leave the
+// managers struggling for a while after it.
+func courseBareSides(mode string, bound int) []courseSide {
+	var out []courseSide
+	if mode != "all" {
+		out = append(out, courseSide{Name: "bounded bare", Prefix: "coursebound", Limit: bound})
+	}
+	if mode != "bounded" {
+		out = append(out, courseSide{Name: "bare", Prefix: "coursebare"})
+	}
+	return out
+}
+
+// startSlots bounds the baseline's starts in flight; nil bounds nothing.
+type startSlots chan struct{}
+
+func newStartSlots(n int) startSlots {
+	if n <= 0 {
+		return nil
+	}
+	return make(startSlots, n)
+}
+
+// acquire waits for a free slot.
+func (s startSlots) acquire(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	select {
+	case s <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s startSlots) release() {
+	if s != nil {
+		<-s
+	}
 }
 
 // bareServiceName is the service bareSpawn creates for user.
@@ -337,8 +412,9 @@ func (e *env) stopCourse(ctx context.Context, users []string) error {
 	}
 }
 
-// courseBare is the baseline on the students' schedule.
-func (e *env) courseBare(ctx context.Context, users []string) courseResult {
+// courseBare is the baseline on the students' schedule, its starts bounded
+// by slots.
+func (e *env) courseBare(ctx context.Context, users []string, slots startSlots) courseResult {
 	res := courseResult{N: len(users)}
 	var mu sync.Mutex
 	var ttfc []time.Duration
@@ -355,7 +431,7 @@ func (e *env) courseBare(ctx context.Context, users []string) courseResult {
 			case <-time.After(time.Until(res.From.Add(at))):
 			}
 			t0 := time.Now()
-			err := e.bareFirstCell(ctx, users[i])
+			err := e.bareFirstCell(ctx, users[i], slots)
 			d := time.Since(t0)
 			mu.Lock()
 			defer mu.Unlock()
@@ -375,11 +451,16 @@ func (e *env) courseBare(ctx context.Context, users []string) courseResult {
 	return res
 }
 
-// bareFirstCell starts a bare server (counted Docker calls), reads its
-// address and token (through the uncounted client: a browser would get
-// them some other way) and runs the first cell directly.
-func (e *env) bareFirstCell(ctx context.Context, user string) error {
-	if _, err := e.bareSpawn(ctx, user, e.cfg.Notebook.Image, probeInterval); err != nil {
+// bareFirstCell starts a bare server in a slot (counted Docker calls),
+// reads its address and token (through the uncounted client: a browser
+// would get them some other way) and runs the first cell directly.
+func (e *env) bareFirstCell(ctx context.Context, user string, slots startSlots) error {
+	if err := slots.acquire(ctx); err != nil {
+		return fmt.Errorf("%s: waiting for a start slot: %w", user, err)
+	}
+	_, err := e.bareSpawn(ctx, user, e.cfg.Notebook.Image, probeInterval)
+	slots.release()
+	if err != nil {
 		return err
 	}
 	svc, _, err := e.raw.ServiceInspectWithRaw(ctx, bareServiceName(user), swarm.ServiceInspectOptions{})

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +109,55 @@ func TestStudentsLDIF(t *testing.T) {
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
+}
+
+func TestCourseBareFlagChoosesTheBaselines(t *testing.T) {
+	o, err := parseRunFlags([]string{"--config", "c.yaml", "course"})
+	if err != nil || o.CourseBare != "both" {
+		t.Fatalf("default --course-bare = %q, %v; want both", o.CourseBare, err)
+	}
+	if _, err := parseRunFlags([]string{"--config", "c.yaml", "--course-bare", "some", "course"}); err == nil || !strings.Contains(err.Error(), "--course-bare") {
+		t.Errorf("--course-bare some: err = %v, want one naming the flag", err)
+	}
+	for mode, want := range map[string][]courseSide{
+		"both":    {{Name: "bounded bare", Prefix: "coursebound", Limit: 20}, {Name: "bare", Prefix: "coursebare"}},
+		"bounded": {{Name: "bounded bare", Prefix: "coursebound", Limit: 20}},
+		"all":     {{Name: "bare", Prefix: "coursebare"}},
+	} {
+		if _, err := parseRunFlags([]string{"--config", "c.yaml", "--course-bare", mode}); err != nil {
+			t.Errorf("--course-bare %s: %v", mode, err)
+		}
+		if got := courseBareSides(mode, 20); !reflect.DeepEqual(got, want) {
+			t.Errorf("sides for %s = %+v, want %+v", mode, got, want)
+		}
+	}
+}
+
+func TestStartSlotsHoldAtMostTheirBound(t *testing.T) {
+	s := newStartSlots(2)
+	ctx := context.Background()
+	for i := range 2 {
+		if err := s.acquire(ctx); err != nil {
+			t.Fatalf("slot %d: %v", i+1, err)
+		}
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.acquire(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a third slot of two: err = %v, want context.Canceled", err)
+	}
+	s.release()
+	if err := s.acquire(ctx); err != nil {
+		t.Fatalf("a slot after a release: %v", err)
+	}
+	if err := s.acquire(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a third slot of two after a release and an acquire: err = %v, want context.Canceled", err)
+	}
+	none := newStartSlots(0)
+	for i := range 3 {
+		if err := none.acquire(done); err != nil {
+			t.Fatalf("no bound, start %d: %v", i+1, err)
+		}
+	}
+	none.release()
 }

@@ -98,13 +98,13 @@ func window(samples []sample, from, to time.Time) map[[2]string]usage {
 
 // resourceTable is CPU and memory of the replicas, Redis and the nodes
 // during each side of the course suite.
-func resourceTable(path string, orch, bare courseResult) (table, error) {
+func resourceTable(path string, orch courseResult, bare []courseSide) (table, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return table{}, err
 	}
 	samples := parseSamples(string(b))
-	o, w := window(samples, orch.From, orch.To), window(samples, bare.From, bare.To)
+	o := window(samples, orch.From, orch.To)
 	if len(o) == 0 {
 		return table{}, fmt.Errorf("no samples in %s during the run", path)
 	}
@@ -122,25 +122,43 @@ func resourceTable(path string, orch, bare courseResult) (table, error) {
 	})
 	t := table{
 		Title: "First minute of a course: CPU and memory (docker stats)",
-		Head:  []string{"container", "node", "swarmhub side: CPU mean", "CPU peak", "memory peak", "bare side: CPU mean", "CPU peak", "memory peak"},
+		Head:  []string{"container", "node", "swarmhub side: CPU mean", "CPU peak", "memory peak"},
 	}
-	var nodesO, nodesB float64
+	windows := []map[[2]string]usage{o}
+	note := fmt.Sprintf("%d samples in the swarmhub window (%s)", count(o), orch.To.Sub(orch.From).Round(time.Second))
+	for _, s := range bare {
+		w := window(samples, s.From, s.To)
+		windows = append(windows, w)
+		t.Head = append(t.Head, s.Name+" side: CPU mean", "CPU peak", "memory peak")
+		note += fmt.Sprintf(", %d in the %s window (%s)", count(w), s.Name, s.To.Sub(s.From).Round(time.Second))
+	}
+	nodes := make([]float64, len(windows))
 	for _, k := range keys {
-		a, z := o[k], w[k]
 		name, node := k[1], k[0]
 		if node == "host" {
 			name, node = k[1]+" (the whole node)", k[1]
-			nodesO += a.CPUMean
-			nodesB += z.CPUMean
 		}
-		t.add(name, node, pctf(a.CPUMean), pctf(a.CPUPeak), mib(a.MemPeak), pctf(z.CPUMean), pctf(z.CPUPeak), mib(z.MemPeak))
+		row := []string{name, node}
+		for i, w := range windows {
+			u := w[k]
+			if k[0] == "host" {
+				nodes[i] += u.CPUMean
+			}
+			row = append(row, pctf(u.CPUMean), pctf(u.CPUPeak), mib(u.MemPeak))
+		}
+		t.add(row...)
 	}
-	if nodesO > 0 {
-		t.add("all nodes", "", pctf(nodesO), "", "", pctf(nodesB), "", "")
-		t.add("ratio swarmhub / bare (all nodes, CPU mean)", "", ratio(nodesO, nodesB), "", "", "", "", "")
+	if nodes[0] > 0 {
+		row := []string{"all nodes", ""}
+		for _, n := range nodes {
+			row = append(row, pctf(n), "", "")
+		}
+		t.add(row...)
+		for i, s := range bare {
+			t.add("ratio swarmhub / "+s.Name+" (all nodes, CPU mean)", "", ratio(nodes[0], nodes[i+1]))
+		}
 	}
-	t.Notes = append(t.Notes, fmt.Sprintf("Samples of `docker stats --no-stream` (CPU in %% of one core) taken in a loop inside each manager and, for the nodes themselves, on the host; %d samples in the swarmhub window (%s), %d in the bare window (%s). A node's figures include its dockerd and every server on it.",
-		count(o), orch.To.Sub(orch.From).Round(time.Second), count(w), bare.To.Sub(bare.From).Round(time.Second)))
+	t.Notes = append(t.Notes, "Samples of `docker stats --no-stream` (CPU in % of one core) taken in a loop inside each manager and, for the nodes themselves, on the host; "+note+". A node's figures include its dockerd and every server on it.")
 	return t, nil
 }
 

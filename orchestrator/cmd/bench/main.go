@@ -93,6 +93,7 @@ type runOptions struct {
 	LectureSpread time.Duration
 	CourseUsers   int
 	CourseSpread  time.Duration
+	CourseBare    string // the course suite's baselines: all (every start at once), bounded or both
 	Stats         string // docker stats samples written by scripts/bench-course
 	Password      string // every user's password, instead of the dummy authenticator's
 	Suites        []string
@@ -122,6 +123,7 @@ func parseRunFlags(args []string) (runOptions, error) {
 	fs.DurationVar(&o.LectureSpread, "lecture-spread", 10*time.Second, "the lecture suite's students log in within this time")
 	fs.IntVar(&o.CourseUsers, "course-users", 200, "students in the course suite")
 	fs.DurationVar(&o.CourseSpread, "course-spread", time.Minute, "the course suite's students arrive within this time")
+	fs.StringVar(&o.CourseBare, "course-bare", "both", "the course suite's baselines: all (every start at once), bounded (at most notebook.concurrent_spawn_limit starts in flight) or both")
 	fs.StringVar(&o.Stats, "stats", "", "the course suite's CPU and memory samples (lines: UNIX-SECONDS NODE CONTAINER CPU% MEMORY)")
 	fs.StringVar(&o.Password, "password", "", "every user's password (default: the dummy authenticator's from the configuration)")
 	fs.StringVar(&o.Note, "note", "", "a line printed above the results (machine, load)")
@@ -139,6 +141,11 @@ func parseRunFlags(args []string) (runOptions, error) {
 	}
 	if o.Config == "" {
 		return o, errors.New("run: --config is required")
+	}
+	switch o.CourseBare {
+	case "all", "bounded", "both":
+	default:
+		return o, fmt.Errorf("run: --course-bare %q (want all, bounded or both)", o.CourseBare)
 	}
 	known := map[string]bool{}
 	for _, n := range suiteNames() {
