@@ -578,7 +578,9 @@ func TestLaneThenWebsocketOnOneConnection(t *testing.T) {
 
 type panickingIdentifier struct{}
 
-func (panickingIdentifier) Identify(*http.Request, string) (proxy.Identity, bool) { panic("identity bug") }
+func (panickingIdentifier) Identify(*http.Request, string) (proxy.Identity, bool) {
+	panic("identity bug")
+}
 
 // TestLaneSurvivesAPanic: a panic while serving a request ends that
 // connection, as net/http's server does for a handler, not the process.

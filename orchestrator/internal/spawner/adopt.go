@@ -66,8 +66,9 @@ func (m *Manager) Services(ctx context.Context) ([]Observed, error) {
 		if t, ok := byService[s.ID]; ok {
 			o.TaskState = t.Status.State
 			// A task on a node swarm reported down no longer answers,
-			// whatever its last reported state.
-			if t.Status.State == swarm.TaskStateRunning && !m.down.has(t.NodeID) {
+			// whatever its last reported state; one still listed as
+			// starting may already answer (see Target).
+			if taskStarted(t.Status.State) && !m.down.has(t.NodeID) {
 				o.Addr = taskAddr(t, m.o.Spec.Network, m.port())
 			}
 		}

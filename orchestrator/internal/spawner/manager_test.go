@@ -487,6 +487,45 @@ func TestRetargetFollowsTasksThatCameBackElsewhere(t *testing.T) {
 	}
 }
 
+// Under load the managers list a task as running seconds after its server
+// answers. A replica that did not run the start (its route cache is empty)
+// still routes to a task listed as starting once the record says running.
+func TestTargetOfATaskStillListedAsStarting(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	if _, err := h.m.Start(ctx, "alice", spawner.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.settle(t)
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
+		task := fakedocker.RunningTask(svc, "10.0.0.5")
+		task.Status.State = swarm.TaskStateStarting
+		return []swarm.Task{task}
+	})
+	other := spawner.NewManager(h.d, h.st, spawner.ManagerOptions{Spec: baseOptions(), Image: "x", Namer: identityNamer(t)}, slog.New(slog.DiscardHandler))
+	if addr, _, err := other.Target(ctx, "alice"); err != nil || addr != "10.0.0.5:8888" {
+		t.Errorf("Target on another replica = %q, %v; want 10.0.0.5:8888", addr, err)
+	}
+	obs, err := h.m.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved := h.m.Retarget(obs); len(moved) != 0 {
+		t.Errorf("Retarget dropped or moved %v, want the route kept", moved)
+	}
+	// A task not yet started is not routed to.
+	h.d.SetTasks(func(svc swarm.Service) []swarm.Task {
+		task := fakedocker.RunningTask(svc, "10.0.0.5")
+		task.Status.State = swarm.TaskStatePreparing
+		return []swarm.Task{task}
+	})
+	other.Forget("alice")
+	if _, _, err := other.Target(ctx, "alice"); !errors.Is(err, spawner.ErrNotRunning) {
+		t.Errorf("Target of a preparing task = %v, want ErrNotRunning", err)
+	}
+}
+
 func identityNamer(t *testing.T) spawner.Namer {
 	t.Helper()
 	n, err := identity.New(identity.Options{})

@@ -65,7 +65,8 @@ func (w *readyWatch) err() string {
 }
 
 // taskStarted says whether the task's container has been started (its
-// address then refuses connections quickly instead of not existing).
+// address then refuses connections quickly instead of not existing, and
+// the server may answer before the managers list the task as running).
 func taskStarted(s swarm.TaskState) bool {
 	return s == swarm.TaskStateStarting || s == swarm.TaskStateRunning
 }

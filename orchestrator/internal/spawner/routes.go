@@ -6,7 +6,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
@@ -55,7 +54,12 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 		}
 		m.log.Warn("Docker unreachable: routing to the stored server address until it answers", "user", user, "err", err)
 		addr = rec.Addr
-	case !found || task.Status.State != swarm.TaskStateRunning || m.down.has(task.NodeID):
+	case !found || !taskStarted(task.Status.State) || m.down.has(task.NodeID):
+		// A task Docker still lists as starting is serving: the record says
+		// running only once the spawner's probe had an answer, and under
+		// load the managers learn of "running" seconds after the server
+		// answers (a student's first request then reached the replica that
+		// had not run the start and was told the server was not running).
 		return "", "", ErrNotRunning
 	default:
 		if addr = taskAddr(task, m.o.Spec.Network, m.port()); addr == "" {
