@@ -36,7 +36,7 @@ func chromiumPath(t testing.TB) string {
 // newChrome starts a headless Chromium with a fresh profile for one test and
 // returns a browser tab's context; everything is torn down in t.Cleanup.
 // chromedp.Do/Run with this context (or a child with a deadline) talk to
-// that tab. extra adds Chromium options (e.g. a flag trusting a test CA).
+// that tab. A failed test leaves the tab's record (recordPage) in artifacts. extra adds Chromium options (e.g. a flag trusting a test CA).
 func newChrome(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
@@ -72,6 +72,7 @@ func newChrome(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Cont
 		cancelCtx()
 		cancelAlloc()
 	})
+	recordPage(t, ctx)
 	return ctx
 }
 

@@ -274,6 +274,15 @@ func (h *hub) teardown(t testing.TB) {
 			_ = os.MkdirAll(dir, 0o755)
 			_ = os.WriteFile(filepath.Join(dir, "orchestrator-"+strings.ReplaceAll(t.Name(), "/", "_")+".log"), []byte(logs), 0o644)
 		}
+		// The user servers' own logs (Jupyter logs every request it
+		// answered): the proxy logs none of them.
+		ids, _ := shQuiet(nil, "docker", "service", "ls", "-q", "--filter", "label=swarmhub.instance="+h.instance)
+		for _, id := range strings.Fields(ids) {
+			if logs, err := shQuiet(nil, "docker", "service", "logs", "--timestamps", "--tail", "300", id); err == nil {
+				dir := filepath.Join(repoRoot(), "orchestrator", "e2e", "artifacts")
+				_ = os.WriteFile(filepath.Join(dir, "userserver-"+strings.ReplaceAll(t.Name(), "/", "_")+"-"+id+".log"), []byte(logs), 0o644)
+			}
+		}
 	}
 	_, _ = shQuiet(nil, "docker", "stack", "rm", h.name)
 	h.removeUserServices()
