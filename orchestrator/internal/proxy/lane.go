@@ -79,9 +79,8 @@ type lane struct {
 	once    sync.Once
 	err     error // why done was closed
 
-	mu      sync.Mutex
-	closing bool
-	idle    map[net.Conn]struct{} // connections waiting for their next request
+	mu   sync.Mutex
+	idle map[net.Conn]struct{} // connections waiting for their next request
 }
 
 // Accept returns the next connection the lane hands to net/http.
@@ -100,7 +99,6 @@ func (l *lane) Close() error {
 	err := l.ln.Close()
 	l.stop(net.ErrClosed)
 	l.mu.Lock()
-	l.closing = true
 	for c := range l.idle {
 		_ = c.SetReadDeadline(time.Now())
 	}
@@ -109,6 +107,16 @@ func (l *lane) Close() error {
 }
 
 func (l *lane) Addr() net.Addr { return l.ln.Addr() }
+
+// closed reports whether Close was called.
+func (l *lane) closed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
 
 func (l *lane) stop(err error) {
 	l.once.Do(func() {
@@ -202,8 +210,10 @@ func (l *lane) serve(c net.Conn) {
 func (lc *laneConn) waitRequest() bool {
 	l := lc.l
 	if lc.br.Buffered() == 0 {
+		// Checked under mu: Close, which closes done first, then wakes
+		// every connection it finds in idle.
 		l.mu.Lock()
-		if l.closing {
+		if l.closed() {
 			l.mu.Unlock()
 			return false
 		}
@@ -215,9 +225,8 @@ func (lc *laneConn) waitRequest() bool {
 		_, err := lc.br.Peek(1)
 		l.mu.Lock()
 		delete(l.idle, lc.c)
-		closing := l.closing
 		l.mu.Unlock()
-		if err != nil || closing {
+		if err != nil || l.closed() {
 			return false
 		}
 	}
@@ -232,8 +241,7 @@ func (lc *laneConn) waitRequest() bool {
 // handOff gives the connection to net/http, replaying what was read of
 // the current request and after it.
 func (lc *laneConn) handOff() {
-	lc.up.close()
-	lc.up = nil
+	lc.dropUpstream()
 	_ = lc.c.SetReadDeadline(time.Time{})
 	rc := &replayConn{Conn: lc.c, buf: lc.rec.buf}
 	select {
@@ -349,24 +357,17 @@ func (lc *laneConn) forward(req *http.Request) outcome {
 	st := adm.st
 	in := req.WithContext(context.WithValue(l.ctx, ctxKey{}, st))
 	st.in = in
-	out := outbound(in)
-	p.rewrite(&httputil.ProxyRequest{In: in, Out: out})
 
-	res, err := lc.exchange(st.addr, out)
+	res, err := lc.exchange(st.addr, p.outbound(in))
 	if isDialError(err) {
 		// As errorHandler does: the server moved or restarted; resolve it
 		// afresh and try once more, then answer the failure here (handing
 		// over would dial the dead address twice more).
 		p.res.Forget(st.server)
-		addr, token, terr := p.res.Target(l.ctx, st.server)
-		if terr != nil {
+		if p.retarget(l.ctx, st) != nil {
 			return handedOver // net/http's path answers what Target says
 		}
-		st.addr, st.token = addr, token
-		out = outbound(in)
-		p.rewrite(&httputil.ProxyRequest{In: in, Out: out})
-		if res, err = lc.exchange(st.addr, out); isDialError(err) {
-			st.retried = true
+		if res, err = lc.exchange(st.addr, p.outbound(in)); isDialError(err) {
 			res, err = p.bufferedError(in, err), nil
 		}
 	}
@@ -377,8 +378,7 @@ func (lc *laneConn) forward(req *http.Request) outcome {
 		// Interim answers and trailers are net/http's to handle; nothing
 		// was written, and a GET may be sent again.
 		res.Body.Close()
-		lc.up.close()
-		lc.up = nil
+		lc.dropUpstream()
 		return handedOver
 	}
 	p.modifyResponse(res)
@@ -387,14 +387,11 @@ func (lc *laneConn) forward(req *http.Request) outcome {
 			res.Header.Add("Set-Cookie", v)
 		}
 	}
-	l.mu.Lock()
-	closeAfter := req.Close || l.closing
-	l.mu.Unlock()
+	closeAfter := req.Close || l.closed()
 	complete, werr := lc.writeAnswer(req, res, closeAfter)
 	res.Body.Close()
 	if lc.up != nil && (!complete || res.Close || lc.up.br.Buffered() > 0) {
-		lc.up.close()
-		lc.up = nil
+		lc.dropUpstream()
 	}
 	if l.o.Observe != nil {
 		l.o.Observe(res.StatusCode, time.Since(start))
@@ -403,11 +400,6 @@ func (lc *laneConn) forward(req *http.Request) outcome {
 		return closeConn
 	}
 	return answered
-}
-
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // bufferedError is errorHandler's answer to a failed exchange, as a
@@ -443,9 +435,9 @@ func (a *bufferedAnswer) Write(b []byte) (int, error) {
 }
 
 // outbound is the request sent upstream, shaped as ReverseProxy shapes it
-// before its Rewrite: hop-by-hop and forwarding headers removed, no
-// default User-Agent added.
-func outbound(in *http.Request) *http.Request {
+// (hop-by-hop and forwarding headers removed, no default User-Agent added)
+// and then by the proxy's own rewrite.
+func (p *Proxy) outbound(in *http.Request) *http.Request {
 	out := new(http.Request)
 	*out = *in
 	u := *in.URL
@@ -460,6 +452,7 @@ func outbound(in *http.Request) *http.Request {
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""}
 	}
+	p.rewrite(&httputil.ProxyRequest{In: in, Out: out})
 	return out
 }
 
@@ -595,6 +588,12 @@ type laneUpstream struct {
 	used bool // an exchange completed on it: it may have been closed since
 }
 
+// dropUpstream closes the kept server connection, if any.
+func (lc *laneConn) dropUpstream() {
+	lc.up.close()
+	lc.up = nil
+}
+
 func (u *laneUpstream) close() {
 	if u != nil {
 		_ = u.c.Close()
@@ -608,8 +607,7 @@ func (u *laneUpstream) close() {
 func (lc *laneConn) exchange(addr string, out *http.Request) (*http.Response, error) {
 	for {
 		if lc.up != nil && lc.up.addr != addr {
-			lc.up.close()
-			lc.up = nil
+			lc.dropUpstream()
 		}
 		if lc.up == nil {
 			c, err := lc.l.dial(lc.l.ctx, "tcp", addr)
@@ -637,8 +635,7 @@ func (lc *laneConn) exchange(addr string, out *http.Request) (*http.Response, er
 			u.used = true
 			return res, nil
 		}
-		u.close()
-		lc.up = nil
+		lc.dropUpstream()
 		if !u.used || !staleConn(err) {
 			return nil, err
 		}

@@ -483,19 +483,14 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if st != nil {
 		name = st.server
 	}
-	var op *net.OpError
-	dial := errors.As(err, &op) && op.Op == "dial"
-	if dial && st != nil {
+	if isDialError(err) && st != nil {
 		p.res.Forget(name)
 		if !st.retried && r.Context().Err() == nil {
-			st.retried = true
-			addr, token, terr := p.res.Target(st.in.Context(), name)
-			if terr != nil {
+			if terr := p.retarget(st.in.Context(), st); terr != nil {
 				_, rest, _ := ParseUserPath(st.in.URL.EscapedPath())
 				p.targetError(w, st.in, name, rest, terr)
 				return
 			}
-			st.addr, st.token = addr, token
 			p.rp.ServeHTTP(w, st.in)
 			return
 		}
@@ -511,6 +506,24 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		p.log.Warn("user server failed", "user", name, "err", err)
 		writeError(w, http.StatusBadGateway, name+"'s server cannot be reached; try again or restart it from "+p.o.HubPrefix+"home")
 	}
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retarget is the one retry a request gets after its dial failed (the
+// server moved or restarted): st goes to the server's address resolved
+// afresh, once the caller has made the resolver forget the old one.
+func (p *Proxy) retarget(ctx context.Context, st *upstream) error {
+	st.retried = true
+	addr, token, err := p.res.Target(ctx, st.server)
+	if err != nil {
+		return err
+	}
+	st.addr, st.token = addr, token
+	return nil
 }
 
 // redirect answers 302 for GET and HEAD and 307 otherwise, so that a

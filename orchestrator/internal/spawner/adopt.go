@@ -65,10 +65,7 @@ func (m *Manager) Services(ctx context.Context) ([]Observed, error) {
 		o.Token, o.HubToken = serviceToken(s)
 		if t, ok := byService[s.ID]; ok {
 			o.TaskState = t.Status.State
-			// A task on a node swarm reported down no longer answers,
-			// whatever its last reported state; one still listed as
-			// starting may already answer (see Target).
-			if taskStarted(t.Status.State) && !m.down.has(t.NodeID) {
+			if m.serving(t) {
 				o.Addr = taskAddr(t, m.o.Spec.Network, m.port())
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarmhub/swarmhub/orchestrator/internal/store"
 )
@@ -54,12 +55,7 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 		}
 		m.log.Warn("Docker unreachable: routing to the stored server address until it answers", "user", user, "err", err)
 		addr = rec.Addr
-	case !found || !taskStarted(task.Status.State) || m.down.has(task.NodeID):
-		// A task Docker still lists as starting is serving: the record says
-		// running only once the spawner's probe had an answer, and under
-		// load the managers learn of "running" seconds after the server
-		// answers (a student's first request then reached the replica that
-		// had not run the start and was told the server was not running).
+	case !found || !m.serving(task):
 		return "", "", ErrNotRunning
 	default:
 		if addr = taskAddr(task, m.o.Spec.Network, m.port()); addr == "" {
@@ -76,6 +72,17 @@ func (m *Manager) Target(ctx context.Context, user string) (addr, token string, 
 	m.targets[user] = target{addr: addr, token: proxyToken(rec)}
 	m.mu.Unlock()
 	return addr, proxyToken(rec), nil
+}
+
+// serving says whether the task of a server whose record says running can
+// be routed to. A task Docker still lists as starting is serving: the
+// record says running only once the spawner's probe had an answer, and
+// under load the managers learn of "running" seconds after the server
+// answers (a student's first request then reached the replica that had
+// not run the start and was told the server was not running). A task on a
+// node swarm reported down no longer answers, whatever its last state.
+func (m *Manager) serving(t swarm.Task) bool {
+	return taskStarted(t.Status.State) && !m.down.has(t.NodeID)
 }
 
 // Forget drops the cached address so the next Target asks Docker again.
